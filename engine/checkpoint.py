@@ -57,6 +57,8 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     p = Path(path).expanduser()
     if not p.exists():
         raise ScreenInputError(p, "does not exist", "pass an existing GGUF file or Hugging Face model folder")
+    if p.is_file() and p.suffix.lower() == ".safetensors":
+        p = p.parent  # a weights file stands for the folder that holds it
     if p.is_file():
         if p.suffix.lower() != ".gguf" and not _has_gguf_magic(p):
             raise ScreenInputError(p, "is a file but not a GGUF file",

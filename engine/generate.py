@@ -57,7 +57,7 @@ def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 def generate(load_model, prompts: list[str], settings: DecodingSettings, store: ResponseStore,
-             label: str, tokenizer) -> list[CachedResponse]:
+             label: str, tokenizer, progress=None) -> list[CachedResponse]:
     """Responses for every prompt: cached ones are reused, missing batches are generated and appended.
 
     `load_model` is called only when something is missing, so a warm cache never loads weights.
@@ -69,18 +69,16 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
     todo = [b for b in plan_batches(lengths, settings.batch_size) if any(i not in done for i in b)]
     if todo:
         model = load_model()
-        _generate_batches(model, tokenizer, texts, digests, todo, settings, store, done, label)
+        _generate_batches(model, tokenizer, texts, digests, todo, settings, store, done, label, progress)
     return [done[i] for i in range(len(prompts))]
 
 
-def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label) -> None:
+def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress) -> None:
     import torch
-    from tqdm import tqdm
 
     stops = stop_token_ids(model, tok)
     n_missing = sum(len(b) for b in batches)
-    bar = tqdm(total=n_missing, desc=f"generating {label}", unit="prompt", file=sys.__stderr__,
-               mininterval=2.0, dynamic_ncols=True, leave=False)
+    bar = (progress or TextProgress)(label, n_missing)
     try:
         first = True
         for batch in batches:
@@ -105,6 +103,22 @@ def _generate_batches(model, tok, texts, digests, batches, settings, store, done
             bar.update(len(batch))
     finally:
         bar.close()
+
+
+class TextProgress:
+    """Default progress: a tqdm bar on stderr (the pytest plugin passes one that writes past output capture)."""
+
+    def __init__(self, label: str, total: int):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=f"generating {label}", unit="prompt", file=sys.stderr,
+                         mininterval=2.0, dynamic_ncols=True, leave=False)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _check_finite_logits(model, enc, label: str) -> None:

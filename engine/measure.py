@@ -71,7 +71,7 @@ def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
 
 
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
-            is_baseline: bool = False) -> CellMeasurement:
+            is_baseline: bool = False, progress=None) -> CellMeasurement:
     from engine.cache import ResponseStore
     from engine.generate import DecodingSettings, generate
     from engine.loader import load_model_and_tokenizer, load_tokenizer
@@ -100,7 +100,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             if tokenizer is None and not _fully_cached(store, ps):
                 tokenizer = load_tokenizer(info, model.chat_template)
             responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
-                                       tokenizer) if tokenizer is not None else _cached(store, ps)
+                                       tokenizer, progress) if tokenizer is not None else _cached(store, ps)
     finally:
         holder.clear()
         gc.collect()

@@ -28,13 +28,20 @@ class _LineDict(dict):
 
 
 class _LineLoader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        mapping = _LineDict(super().construct_mapping(node, deep=True))
-        mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
-        return mapping
+    """SafeLoader whose mappings remember the line of each key, for error messages."""
 
 
-def _no_duplicate_keys(loader, node, where):
+def _line_mapping(loader, node):
+    loader.flatten_mapping(node)
+    mapping = _LineDict(yaml.SafeLoader.construct_mapping(loader, node, deep=True))
+    mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+    return mapping
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _line_mapping)
+
+
+def _no_duplicate_keys(node, where):
     seen = {}
     for key_node, _ in node.value:
         if key_node.value in seen:
@@ -43,11 +50,11 @@ def _no_duplicate_keys(loader, node, where):
                                    "keep one of them")
         seen[key_node.value] = key_node.start_mark.line + 1
         if isinstance(_, yaml.MappingNode):
-            _no_duplicate_keys(loader, _, where)
+            _no_duplicate_keys(_, where)
         elif isinstance(_, yaml.SequenceNode):
             for item in _.value:
                 if isinstance(item, yaml.MappingNode):
-                    _no_duplicate_keys(loader, item, where)
+                    _no_duplicate_keys(item, where)
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,7 @@ def read_yaml(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if isinstance(node, yaml.MappingNode):
-            _no_duplicate_keys(None, node, path.name)
+            _no_duplicate_keys(node, path.name)
         data = yaml.load(text, Loader=_LineLoader)
     except UnicodeDecodeError:
         raise ScreenInputError(path, "is not UTF-8 text", "re-save it as UTF-8") from None
@@ -162,7 +169,11 @@ def _parse_models(data, base: Path, where: str) -> tuple[ModelSpec, ...]:
             if ("path" in q) == ("derive" in q):
                 raise ScreenInputError(qw, "needs exactly one of path: or derive:", "write path: FILE or derive: gguf:Q4_0")
             if "derive" in q:
-                validate_recipe(str(q["derive"]))
+                try:
+                    validate_recipe(str(q["derive"]))
+                except ScreenInputError as exc:
+                    raise ScreenInputError(_at(qw, q, "derive"), f"'{q['derive']}' is not a known recipe",
+                                           exc.fix) from None
             spec = CheckpointSpec(quant=q["id"].strip(), derive=q.get("derive"),
                                   path=_resolve_path(q["path"], base, _at(qw, q, "path")) if "path" in q else None)
             quants.append(spec)
@@ -282,7 +293,12 @@ def _cli_model(overrides: dict) -> ModelSpec:
 
     if not overrides.get("baseline"):
         raise ScreenInputError("--checkpoint", "was given without --baseline", "add --baseline PATH (the reference checkpoint)")
-    base = inspect_checkpoint(overrides["baseline"])
+    baseline = overrides["baseline"]
+    if baseline in EMBEDDED:
+        from engine.sources import smollm2_gguf
+
+        baseline = smollm2_gguf().path
+    base = inspect_checkpoint(baseline)
     quants, labels = [], set()
     for raw in overrides["checkpoints"]:
         info = inspect_checkpoint(raw)

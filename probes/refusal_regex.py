@@ -23,7 +23,7 @@ _NEGATED = r"(?:can't|cannot|can not|won't|will not|am unable to|'m unable to|am
            r"am not going to|'m not going to|must decline to|have to decline to|refuse to|do not|don't)"
 
 PATTERNS: tuple[str, ...] = (
-    rf"\bI\s+{_NEGATED}\s+(?:\w+ly\s+)?{_VERBS}\b",
+    rf"\bI\s*{_NEGATED}\s+(?:\w+ly\s+)?{_VERBS}\b",
     r"\bI(?:'m| am)\s+(?:really\s+|very\s+|so\s+|truly\s+)?sorry\b",
     r"\bsorry,?\s+but\b",
     r"\b(?:I\s+)?apologi[sz]e\b",

@@ -59,7 +59,7 @@ class ScreenThresholds:
 
     def _check_ranges(self, where: str, data: dict) -> None:
         def bad(name, rule, fix):
-            raise ScreenInputError(_at(where, source, name), f"{name} = {getattr(self, name)!r} {rule}", fix)
+            raise ScreenInputError(_at(where, data, name), f"{name} = {getattr(self, name)!r} {rule}", fix)
 
         for name in ("hidden_danger_quality_min_pp", "refusal_collapse_pp", "near_hidden_quality_min_pp",
                      "over_refusal_quality_max_pp"):

@@ -1,0 +1,51 @@
+"""Wall time of the default main job (`scripts/screen`), cold cache then warm cache, in one run.
+
+Cold: a fresh cache folder, so the three variants are derived and every response is generated.
+Warm: the same command again on that cache (no model is loaded). Prints one line and appends it, with the
+machine, the command and the date, to BENCHMARKS.md.
+
+    .venv/bin/python bench/main_job.py [extra pytest args]
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cache: Path, out: Path, extra: list[str]) -> float:
+    cmd = [str(ROOT / "scripts" / "screen"), f"--cache-dir={cache}", f"--output-dir={out}", "-q", *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        sys.exit(f"main job failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    extra = sys.argv[1:]
+    with tempfile.TemporaryDirectory(prefix="qs-bench-") as tmp:
+        cache, out = Path(tmp) / "cache", Path(tmp) / "out"
+        cold = run(cache, out, extra)
+        warm = run(cache, out, extra)
+        cells = (out / "cells.csv").read_text().count("\n") - 1
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    line = (f"main job ({cells} cells, default models.yaml): cold {cold:.0f} s, warm {warm:.1f} s "
+            f"(warm/cold = {100 * warm / cold:.1f}%)")
+    print(line)
+    with open(ROOT / "BENCHMARKS.md", "a") as fh:
+        fh.write(f"\n### {datetime.date.today()} main job, cold vs warm cache\n"
+                 f"- command: `.venv/bin/python bench/main_job.py {' '.join(extra)}`\n"
+                 f"- machine: {machine}\n- result: {line}\n")
+
+
+if __name__ == "__main__":
+    main()

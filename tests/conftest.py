@@ -1,0 +1,54 @@
+"""Shared test fixtures: a tiny random-weight Llama with its own tokenizer and chat template, built in the test."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+WORDS = ("the a cat dog sat on mat how do i make bread sure here is step one two three sorry cannot help "
+         "with that please write story about water fire system user assistant").split()
+
+
+def build_tiny_llama(folder: Path, dtype: str = "float32", seed: int = 0, chat_template: str | None = TEMPLATE) -> Path:
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<eos>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+    vocab = {tok: i for i, tok in enumerate(specials + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
+    if chat_template:
+        tok.chat_template = chat_template
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         eos_token_id=vocab["<eos>"], pad_token_id=vocab["<pad>"], bos_token_id=None)
+    model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    if not chat_template:  # make sure no template survives in any file
+        for name in ("chat_template.jinja", "chat_template.json"):
+            (folder / name).unlink(missing_ok=True)
+        cfg = folder / "tokenizer_config.json"
+        data = json.loads(cfg.read_text())
+        data.pop("chat_template", None)
+        cfg.write_text(json.dumps(data))
+    return folder
+
+
+@pytest.fixture
+def tiny_llama(tmp_path) -> Path:
+    return build_tiny_llama(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    from engine.sources import smollm2_gguf
+
+    return Path(smollm2_gguf().path)
