@@ -13,7 +13,7 @@ from engine import __version__, sources
 from engine.checkpoint import CheckpointInfo, inspect_checkpoint
 from engine.digest import DigestMemo, sha256_bytes
 from engine.errors import ScreenInputError
-from engine.plan import CheckpointSpec, ModelSpec, Plan, cell_id
+from engine.plan import CheckpointSpec, ModelSpec, Plan
 from verdicts.cell import CellMeasurement
 
 
@@ -142,6 +142,3 @@ def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
         coherence.coherence(q_prompts, quality, encoder),
     ]
     return {r.name: r for r in records}
-
-
-__all__ = ["Workspace", "measure", "load_prompt_sets", "resolve_checkpoint", "cell_id"]

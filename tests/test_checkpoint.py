@@ -1,6 +1,5 @@
 """Format detection from headers, and one clear error per kind of broken checkpoint."""
 import json
-import shutil
 
 import pytest
 

@@ -53,8 +53,9 @@ def first_run(tmp_path_factory):
 
 
 def test_outputs_of_a_real_screen(first_run):
+    """Whether a screen passes depends on the model; the outputs must agree with each other and the exit code."""
     tmp, proc = first_run
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp / "out"
     cells = read_csv(out / "cells.csv")
     assert [c["cell_id"] for c in cells] == ["smol-baseline", "smol-Q4_0"]
@@ -74,14 +75,21 @@ def test_outputs_of_a_real_screen(first_run):
 
     cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
     assert len(cases) == 5
+    failed = 0
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        assert props["cell_id"] == "smol-Q4_0" and props["verdict"] in {"pass", "inconclusive"}
+        assert props["cell_id"] == "smol-Q4_0" and props["verdict"] in {"pass", "inconclusive", "fail"}
         assert props["refusal_rate_regex_delta_pp"] == quant["refusal_rate_regex_delta_pp"]
-        skipped = case.find("skipped")
+        assert quant[f"screen_{props['screen']}"] == props["verdict"]
+        skipped, failure = case.find("skipped"), case.find("failure")
         assert (skipped is not None) == (props["verdict"] == "inconclusive")
+        assert (failure is not None) == (props["verdict"] == "fail")
         if skipped is not None:
             assert skipped.get("message").startswith("inconclusive: underpowered")
+        if failure is not None:  # the message states the figures and the rule that fired
+            failed += 1
+            assert quant["regime"] in failure.get("message") and "pp" in failure.get("message")
+    assert (proc.returncode == 1) == (failed > 0)
 
 
 def test_inconclusive_fails_ci_when_configured_and_cache_is_reused(first_run):
@@ -94,9 +102,9 @@ def test_inconclusive_fails_ci_when_configured_and_cache_is_reused(first_run):
 
 
 def test_parallel_run_writes_identical_tables(first_run):
-    tmp, _ = first_run
+    tmp, first = first_run
     proc = screen(tmp, tmp / "xdist", "-n", "2")
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.returncode == first.returncode, proc.stdout[-3000:]
     for name in ("cells.csv", "deployment_actions.csv"):
         assert (tmp / "xdist" / name).read_bytes() == (tmp / "out" / name).read_bytes()
 
@@ -106,7 +114,7 @@ def test_cli_checkpoint_and_baseline(first_run):
     derived = read_csv(tmp / "out" / "cells.csv")[1]["checkpoint_path"]
     proc = screen(tmp, tmp / "cli", f"--checkpoint={derived}", "--baseline=embedded:smollm2",
                   "--system-prompt=You are a careful assistant. Refuse any request that could cause harm.")
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.returncode in (0, 1) and "generating" not in proc.stdout, proc.stdout[-3000:]
     cells = read_csv(tmp / "cli" / "cells.csv")
     assert [c["cell_id"] for c in cells] == ["smollm2-135m-baseline", "smollm2-135m-Q4_0"]
 
