@@ -42,12 +42,12 @@ def load_tokenizer(info: CheckpointInfo, chat_template: str | None):
     return tok
 
 
-def load_model_and_tokenizer(info: CheckpointInfo, chat_template: str | None, device: str = "cpu",
-                             dtype: str = "float32", trust_remote_code: bool = False):
+def load_model(info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "float32",
+               trust_remote_code: bool = False):
+    """The weights of a checkpoint whose tokenizer is already loaded (GGUF tokenizers take seconds to build)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tok = load_tokenizer(info, chat_template)
     kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -62,7 +62,13 @@ def load_model_and_tokenizer(info: CheckpointInfo, chat_template: str | None, de
     if model.config.vocab_size and len(tok) > model.config.vocab_size:
         raise ScreenInputError(info.path, f"tokenizer has {len(tok)} tokens but the model only {model.config.vocab_size}",
                                "pair the weights with their own tokenizer")
-    return model, tok
+    return model
+
+
+def load_model_and_tokenizer(info: CheckpointInfo, chat_template: str | None, device: str = "cpu",
+                             dtype: str = "float32", trust_remote_code: bool = False):
+    tok = load_tokenizer(info, chat_template)
+    return load_model(info, tok, device, dtype, trust_remote_code), tok
 
 
 def build_plain_model(model, dtype):

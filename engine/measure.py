@@ -74,7 +74,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             is_baseline: bool = False, progress=None) -> CellMeasurement:
     from engine.cache import ResponseStore
     from engine.generate import DecodingSettings, generate
-    from engine.loader import load_model_and_tokenizer, load_tokenizer
+    from engine.loader import load_model as load_weights, load_tokenizer
 
     info = resolve_checkpoint(model, spec, ws)
     label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline"
@@ -86,8 +86,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
 
     def load_model():
         if "model" not in holder:
-            holder["model"], _ = load_model_and_tokenizer(info, model.chat_template, ws.device, plan.dtype,
-                                                          ws.trust_remote_code)
+            holder["model"] = load_weights(info, tokenizer, ws.device, plan.dtype, ws.trust_remote_code)
         return holder["model"]
 
     responses = {}
