@@ -29,13 +29,18 @@ class Workspace:
         if self.digests is None:
             self.digests = DigestMemo(self.cache_dir / "digests.json")
 
+    def checkpoint_digest(self, info: CheckpointInfo) -> str:
+        """sha256 of a GGUF file, or of the files that define an HF folder's behaviour."""
+        return self.digests.file(info.path) if info.kind == "gguf" else self.digests.files(info.folder,
+                                                                                            info.digest_files)
+
 
 def _embedded_path(raw: str, ws: Workspace) -> str:
-    if raw == "embedded:smollm2":
-        src = sources.smollm2_gguf()
-        ws.data_sources[src.role] = src
-        return src.path
-    return raw
+    src = sources.resolve_embedded(raw)
+    if src is None:
+        return raw
+    ws.data_sources[src.role] = src
+    return src.path
 
 
 def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) -> CheckpointInfo:
@@ -46,8 +51,7 @@ def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) ->
         if spec.derive.startswith("gguf:") and base.kind != "gguf":
             raise ScreenInputError(f"{model.model_id}.{spec.quant}", f"recipe {spec.derive} needs a GGUF baseline",
                                    "use rtn:w4g128 for HF baselines, or a GGUF baseline")
-        digest = ws.digests.file(base.path) if base.kind == "gguf" else ws.digests.files(base.folder, base.digest_files)
-        return inspect_checkpoint(derive(base.path, digest, spec.derive, ws.cache_dir))
+        return inspect_checkpoint(derive(base.path, ws.checkpoint_digest(base), spec.derive, ws.cache_dir))
     return inspect_checkpoint(_embedded_path(spec.path, ws))
 
 
@@ -73,12 +77,12 @@ def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
             is_baseline: bool = False, progress=None) -> CellMeasurement:
     from engine.cache import ResponseStore
-    from engine.generate import DecodingSettings, generate
+    from engine.generate import DecodingSettings, generate, prompt_digests
     from engine.loader import load_model as load_weights, load_tokenizer
 
     info = resolve_checkpoint(model, spec, ws)
     label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline"
-    digest = ws.digests.file(info.path) if info.kind == "gguf" else ws.digests.files(info.folder, info.digest_files)
+    digest = ws.checkpoint_digest(info)
     settings = DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
                                 device=ws.device, system_prompt=model.system_prompt)
     holder: dict = {}
@@ -96,10 +100,13 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                 "checkpoint_sha256": digest, "prompt_set_sha256": ps.digest, "decoding": settings.key_parts(),
                 "chat_template_override_sha256": sha256_bytes(model.chat_template.encode()) if model.chat_template else None,
                 "harness_version": __version__})
-            if tokenizer is None and not _fully_cached(store, ps):
-                tokenizer = load_tokenizer(info, model.chat_template)
+            found = store.load(prompt_digests(list(ps.prompts)))
+            if len(found) == len(ps):  # warm: no tokenizer, no model
+                responses[role] = [found[i] for i in range(len(ps))]
+                continue
+            tokenizer = tokenizer or load_tokenizer(info, model.chat_template)
             responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
-                                       tokenizer, progress) if tokenizer is not None else _cached(store, ps)
+                                       tokenizer, progress)
     finally:
         holder.clear()
         gc.collect()
@@ -110,19 +117,6 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                     "architecture": info.architecture, "vocab_size": info.vocab_size},
         records=_probe_records(prompt_sets, responses, ws),
         mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs})
-
-
-def _fully_cached(store, ps) -> bool:
-    from engine.generate import prompt_digests
-
-    return len(store.load(prompt_digests(list(ps.prompts)))) == len(ps)
-
-
-def _cached(store, ps):
-    from engine.generate import prompt_digests
-
-    found = store.load(prompt_digests(list(ps.prompts)))
-    return [found[i] for i in range(len(ps))]
 
 
 def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:

