@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.digest import sha256_json
 from engine.errors import ScreenInputError
 
 MANIFEST_NAME = "quantscreen_manifest.json"
@@ -34,6 +35,10 @@ class CheckpointInfo:
     quant_label: str  # a readable default quant id, e.g. Q4_0, fp16
     group_size: int | None = None
     made_by: str = ""  # tool and version that made the checkpoint, when known
+    bits: int | None = None  # nominal bits of the quantized weights (GPTQ/AWQ/RTN), None for GGUF mixes and floats
+    quant_method: str | None = None  # gptq | awq for folders that need a quantized kernel to load
+    tensor_types: dict = field(default_factory=dict, compare=False)  # GGUF: type -> number of 2-D tensors
+    type_mix_sha256: str = ""  # GGUF: digest of the (tensor name, type) assignment, equal for equal mixes
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -83,7 +88,7 @@ def _inspect_gguf(p: Path) -> CheckpointInfo:
         raise ScreenInputError(p, f"is not a readable GGUF file ({type(exc).__name__}: {exc})".replace("\n", " "),
                                "re-download or re-convert the file; a truncated copy cannot be loaded") from None
     size = p.stat().st_size
-    unsupported, total_bits, total_elems = set(), 0, 0
+    unsupported, total_bits, total_elems, mix, assignment = set(), 0, 0, {}, []
     for t in reader.tensors:
         if t.data_offset + int(t.n_bytes) > size:
             raise ScreenInputError(p, f"is truncated (tensor {t.name} ends past the end of the file)",
@@ -94,6 +99,8 @@ def _inspect_gguf(p: Path) -> CheckpointInfo:
         if len(t.shape) >= 2:
             total_bits += int(t.n_bytes) * 8
             total_elems += int(np.prod(t.shape))
+            mix[t.tensor_type.name] = mix.get(t.tensor_type.name, 0) + 1
+            assignment.append((t.name, t.tensor_type.name))
     if unsupported:
         raise ScreenInputError(p, f"holds tensor types the gguf package cannot dequantize: {sorted(unsupported)}",
                                "re-quantize to a supported type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_S, Q2_K, Q4_0 ...)")
@@ -129,6 +136,7 @@ def _inspect_gguf(p: Path) -> CheckpointInfo:
         has_chat_template="tokenizer.chat_template" in reader.fields,
         display_name=display, quant_label=qname,
         made_by=str(manifest.get("tool") or field_value("general.quantized_by", "") or ""),
+        tensor_types=dict(sorted(mix.items())), type_mix_sha256=sha256_json(sorted(assignment)),
         extra={"manifest": manifest} if manifest else {},
     )
 
@@ -169,18 +177,22 @@ def _inspect_hf_folder(p: Path) -> CheckpointInfo:
         config = json.loads(config_path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ScreenInputError(config_path, f"is not valid JSON ({exc})", "restore the original config.json") from None
-    quant_cfg = config.get("quantization_config")
-    if quant_cfg:
-        method = str(quant_cfg.get("quant_method", "?"))
-        raise ScreenInputError(config_path, f"names quantization method '{method}', which this version cannot load",
-                               "screen a GGUF or fp16/bf16/fp32 safetensors checkpoint")
+    quant = _quantization(config_path, config.get("quantization_config"))
     weight_files = _safetensors_files(p)
     bits, elems, dtype_elems = 0, 0, {}
     for name in weight_files:
-        for dtype, numel in _safetensors_header(p / name):
-            bits += _SAFETENSORS_BITS.get(dtype, 16) * numel
-            elems += numel
+        for tensor, dtype, shape in _safetensors_header(p / name):
+            numel = _numel(shape)
+            storage = _SAFETENSORS_BITS.get(dtype, 16) * numel
             dtype_elems[dtype] = dtype_elems.get(dtype, 0) + numel
+            if quant and tensor.endswith(".qweight"):  # packed int32: 32 / bits weights per element
+                bits += storage
+                elems += numel * 32 // quant["bits"]
+            elif quant and tensor.endswith((".qzeros", ".scales", ".g_idx")):
+                bits += storage  # per-group metadata of a quantized layer: storage, no weights of its own
+            elif len(shape) >= 2:
+                bits += storage
+                elems += numel
     if not any((p / n).is_file() for n in _TOKENIZER_FILES):
         raise ScreenInputError(p, "has no tokenizer (tokenizer.json, tokenizer.model or vocab.json)",
                                "copy the tokenizer files of the original model into this folder")
@@ -188,17 +200,58 @@ def _inspect_hf_folder(p: Path) -> CheckpointInfo:
     if (p / MANIFEST_NAME).is_file():
         manifest = json.loads((p / MANIFEST_NAME).read_text())
     dominant = max(dtype_elems, key=dtype_elems.get)
-    fmt = manifest.get("format") or _HF_FORMAT_BY_DTYPE.get(dominant, dominant.lower())
+    if quant:
+        fmt = f"{quant['method']}-w{quant['bits']}g{quant['group_size']}"
+        label = f"{quant['method'].upper()}-W{quant['bits']}G{quant['group_size']}"
+    else:
+        fmt = manifest.get("format") or _HF_FORMAT_BY_DTYPE.get(dominant, dominant.lower())
+        label = str(manifest.get("quant_label") or fmt)
+    measured_bpw = round(bits / elems, 4) if elems else 0.0
     return CheckpointInfo(
         path=p.resolve(), kind="hf", format=fmt,
-        bits_per_weight=float(manifest.get("bits_per_weight") or round(bits / elems, 4)),
+        bits_per_weight=float(manifest.get("bits_per_weight") or measured_bpw) if not quant else measured_bpw,
         architecture=str(config.get("model_type", "")), vocab_size=int(config.get("vocab_size") or 0),
         weight_files=tuple(weight_files), has_chat_template=_hf_has_chat_template(p),
         display_name=str(manifest.get("model_name") or p.name).lower(),
-        quant_label=str(manifest.get("quant_label") or fmt),
-        group_size=manifest.get("group_size"), made_by=str(manifest.get("tool", "")),
+        quant_label=label, bits=quant["bits"] if quant else None,
+        group_size=quant["group_size"] if quant else manifest.get("group_size"),
+        made_by=str(manifest.get("tool") or (quant or {}).get("made_by", "")),
+        quant_method=quant["method"] if quant else None,
         extra={"manifest": manifest} if manifest else {},
     )
+
+
+_LOADABLE_METHODS = ("gptq", "awq")
+
+
+def _quantization(config_path: Path, cfg) -> dict | None:
+    """Bits, group size, method and maker of a GPTQ/AWQ folder, from config.json's quantization_config."""
+    if not cfg:
+        return None
+    method = str(cfg.get("quant_method", "?")).lower()
+    if method not in _LOADABLE_METHODS:
+        raise ScreenInputError(config_path, f"names quantization method '{method}', which this version cannot load",
+                               "screen a GPTQ, AWQ, GGUF or fp16/bf16/fp32 safetensors checkpoint")
+    bits, group = cfg.get("bits", cfg.get("w_bit")), cfg.get("group_size", cfg.get("q_group_size"))
+    if not isinstance(bits, int) or bits not in (2, 3, 4, 8):
+        raise ScreenInputError(config_path, f"quantization_config.bits is {bits!r}, not 2, 3, 4 or 8",
+                               "restore the config.json the quantizer wrote")
+    if not isinstance(group, int) or (group < 1 and group != -1):
+        raise ScreenInputError(config_path, f"quantization_config.group_size is {group!r}",
+                               "restore the config.json the quantizer wrote")
+    meta = cfg.get("meta") or {}
+    maker = meta.get("quantizer") if isinstance(meta, dict) else None
+    if isinstance(maker, list):
+        maker = ", ".join(str(x) for x in maker)
+    return {"method": method, "bits": bits, "group_size": group,
+            "made_by": str(maker or f"unknown ({method}, {cfg.get('version') or cfg.get('checkpoint_format') or ''})")}
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def _safetensors_files(p: Path) -> list[str]:
@@ -223,8 +276,8 @@ def _safetensors_files(p: Path) -> list[str]:
     raise ScreenInputError(p, "has no *.safetensors weights", "point at a folder holding the model's safetensors files")
 
 
-def _safetensors_header(path: Path) -> list[tuple[str, int]]:
-    """(dtype, element count) per tensor, after checking that the file is as long as its header says."""
+def _safetensors_header(path: Path) -> list[tuple[str, str, tuple]]:
+    """(name, dtype, shape) per tensor, after checking that the file is as long as its header says."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as fh:
@@ -239,10 +292,7 @@ def _safetensors_header(path: Path) -> list[tuple[str, int]]:
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        numel = 1
-        for d in meta["shape"]:
-            numel *= int(d)
-        out.append((meta["dtype"], numel))
+        out.append((name, meta["dtype"], tuple(int(d) for d in meta["shape"])))
         end = max(end, int(meta["data_offsets"][1]))
     if 8 + n + end > size:
         raise ScreenInputError(path, f"is truncated ({size} bytes, header promises {8 + n + end})",

@@ -23,6 +23,7 @@ class DecodingSettings:
 
     def key_parts(self) -> dict:
         parts = asdict(self)
+        parts["device"] = self.device.split(":")[0]  # cuda:0 and cuda:1 compute alike; cpu and cuda do not
         parts["greedy"] = True
         return parts
 

@@ -5,21 +5,49 @@ come from safetensors or GGUF only.
 """
 from __future__ import annotations
 
+import os
+
 from engine.checkpoint import CheckpointInfo
 from engine.errors import ScreenInputError
+
+
+def pick_device(requested: str, cuda_count: int, worker_index: int | None = None) -> str:
+    """The torch device for `--device` (auto | cpu | cuda | cuda:N), given how many CUDA devices torch sees.
+
+    Under pytest-xdist, worker N takes cuda:(N mod count) for `auto` and `cuda`, so two workers on a two-GPU host
+    never share a device; an explicit `cuda:N` is honoured as given.
+    """
+    requested = (requested or "auto").strip().lower()
+    if requested == "cpu":
+        return "cpu"
+    if requested == "auto" and cuda_count == 0:
+        return "cpu"
+    if requested in ("auto", "cuda"):
+        if cuda_count == 0:
+            raise ScreenInputError("--device", "asks for cuda but torch sees no CUDA device",
+                                   "run on a GPU machine with a CUDA build of torch, or pass --device cpu")
+        return f"cuda:{(worker_index or 0) % cuda_count}"
+    if requested.startswith("cuda:") and requested[5:].isdigit():
+        index = int(requested[5:])
+        if index >= cuda_count:
+            seen = f"only {cuda_count} CUDA device(s)" if cuda_count else "no CUDA device"
+            raise ScreenInputError("--device", f"asks for {requested} but torch sees {seen}",
+                                   "pass --device auto, or an index below the device count")
+        return requested
+    raise ScreenInputError("--device", f"'{requested}' is not a device", "use cpu, cuda, cuda:N or auto")
+
+
+def xdist_worker_index() -> int | None:
+    """N for pytest-xdist worker gwN, None outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
 
 
 def resolve_device(device: str) -> str:
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ScreenInputError("--device", f"asks for {device} but torch sees no CUDA device",
-                               "run on a GPU machine with a CUDA build of torch, or pass --device cpu")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ScreenInputError("--device", f"'{device}' is not a device", "use cpu, cuda, cuda:N or auto")
-    return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return pick_device(device, count, xdist_worker_index())
 
 
 def load_tokenizer(info: CheckpointInfo, chat_template: str | None):

@@ -36,7 +36,7 @@ class Workspace:
 
 
 def _embedded_path(raw: str, ws: Workspace) -> str:
-    src = sources.resolve_embedded(raw)
+    src = sources.resolve_embedded(raw, ws.cache_dir)
     if src is None:
         return raw
     ws.data_sources[src.role] = src

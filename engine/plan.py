@@ -293,7 +293,7 @@ def _cli_model(overrides: dict) -> ModelSpec:
 
     if not overrides.get("baseline"):
         raise ScreenInputError("--checkpoint", "was given without --baseline", "add --baseline PATH (the reference checkpoint)")
-    embedded = resolve_embedded(overrides["baseline"])
+    embedded = resolve_embedded(overrides["baseline"], overrides.get("cache_dir"))
     base = inspect_checkpoint(embedded.path if embedded else overrides["baseline"])
     quants, labels = [], set()
     for raw in overrides["checkpoints"]:

