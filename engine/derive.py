@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from engine.checkpoint import MANIFEST_NAME
@@ -27,6 +28,8 @@ from engine.errors import ScreenInputError
 
 GGUF_REQUANT_TYPES = ("F16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
 _RTN = re.compile(r"^rtn:w(\d+)g(\d+)$")
+_GPTQ_AWQ = re.compile(r"^(gptq|awq):w(\d+)g(\d+)$")
+REFERENCE = "reference"  # the fp16 HF folder of a GGUF baseline's dequantized weights (input to GPTQ/AWQ)
 
 
 def recipe_slug(recipe: str) -> str:
@@ -34,21 +37,33 @@ def recipe_slug(recipe: str) -> str:
 
 
 def validate_recipe(recipe: str) -> None:
-    if recipe.startswith("gguf:") and recipe[5:] in GGUF_REQUANT_TYPES:
+    from engine.quantize import LLAMACPP_TYPES
+
+    if recipe == REFERENCE or (recipe.startswith("gguf:") and recipe[5:] in GGUF_REQUANT_TYPES):
+        return
+    if recipe.startswith("llamacpp:") and recipe[9:] in LLAMACPP_TYPES:
         return
     m = _RTN.match(recipe)
     if m and 2 <= int(m.group(1)) <= 8 and int(m.group(2)) >= 8:
         return
+    m = _GPTQ_AWQ.match(recipe)
+    if m and int(m.group(2)) in (2, 3, 4, 8) and int(m.group(3)) >= 16:
+        return
     raise ScreenInputError(f"derive: {recipe}", "is not a known recipe",
-                           f"use gguf:<{'|'.join(GGUF_REQUANT_TYPES)}> or rtn:w<2-8>g<group>, e.g. rtn:w4g128")
+                           f"use gptq:w4g<group>, awq:w4g<group>, llamacpp:<{'|'.join(LLAMACPP_TYPES)}>, "
+                           f"gguf:<{'|'.join(GGUF_REQUANT_TYPES)}> or rtn:w<2-8>g<group>")
+
+
+def produces_gguf(recipe: str) -> bool:
+    return recipe.startswith(("gguf:", "llamacpp:"))
 
 
 def derived_path(cache_dir: Path, source_digest: str, recipe: str, source_name: str) -> Path:
     """Where the derived checkpoint lives (a .gguf file or a folder); known before it exists."""
     folder = cache_dir / "derived" / source_digest[:16] / recipe_slug(recipe)
-    if recipe.startswith("gguf:"):
+    if produces_gguf(recipe):
         stem = source_name.split(".")[0]
-        return folder / f"{stem}.{recipe[5:]}.gguf"
+        return folder / f"{stem}.{recipe.split(':', 1)[1]}.gguf"
     return folder / "model"
 
 
@@ -66,15 +81,10 @@ def derive(source: Path, source_digest: str, recipe: str, cache_dir: Path) -> Pa
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         tmp_target = tmp / target.name
-        if recipe.startswith("gguf:"):
-            tool = _requantize_gguf(source, recipe[5:], tmp_target)
-            extra = {}
-        else:
-            bits, group = map(int, _RTN.match(recipe).groups())
-            tool = _rtn_folder(source, bits, group, tmp_target)
-            extra = {"bits": bits, "group_size": group, "bits_per_weight": bits + 32 / group,
-                     "format": f"rtn-w{bits}g{group}", "quant_label": f"RTN-W{bits}G{group}"}
-        manifest = {"recipe": recipe, "tool": tool, "source": str(source), "source_sha256": source_digest, **extra}
+        started = time.perf_counter()
+        tool, extra = _produce(source, source_digest, recipe, cache_dir, tmp_target)
+        manifest = {"recipe": recipe, "tool": tool, "source": str(source), "source_sha256": source_digest,
+                    "seconds": round(time.perf_counter() - started, 1), **extra}
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if tmp_target.is_dir():  # the HF folder reads its own manifest for format and bits per weight
             (tmp_target / MANIFEST_NAME).write_text(json.dumps({**manifest, "model_name": _model_name(source)},
@@ -82,6 +92,35 @@ def derive(source: Path, source_digest: str, recipe: str, cache_dir: Path) -> Pa
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     return target
+
+
+def _produce(source: Path, source_digest: str, recipe: str, cache_dir: Path, out: Path) -> tuple[str, dict]:
+    from engine import quantize
+
+    if recipe.startswith("gguf:"):
+        return _requantize_gguf(source, recipe[5:], out), {}
+    if recipe.startswith("llamacpp:"):
+        if not _is_gguf(source):
+            raise ScreenInputError(source, f"recipe {recipe} needs a GGUF baseline",
+                                   "use a GGUF baseline (its F16 copy feeds llama.cpp's quantizer), or gptq:/awq:/rtn:")
+        f16 = derive(source, source_digest, "gguf:F16", cache_dir)
+        return quantize.llamacpp_quantize(f16, recipe[9:], out), {"intermediate": str(f16)}
+    if recipe == REFERENCE:
+        return _reference_folder(source, out), {"format": "fp16", "quant_label": "fp16"}
+    m = _GPTQ_AWQ.match(recipe)
+    if m:
+        method, bits, group = m.group(1), int(m.group(2)), int(m.group(3))
+        reference = derive(source, source_digest, REFERENCE, cache_dir) if _is_gguf(source) else source
+        tool, extra = quantize.gptq_or_awq(reference, method, bits, group, out)
+        return tool, {**extra, "intermediate": str(reference)}
+    bits, group = map(int, _RTN.match(recipe).groups())
+    tool = _rtn_folder(source, bits, group, out)
+    return tool, {"bits": bits, "group_size": group, "bits_per_weight": bits + 32 / group,
+                  "format": f"rtn-w{bits}g{group}", "quant_label": f"RTN-W{bits}G{group}"}
+
+
+def _is_gguf(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".gguf"
 
 
 def _model_name(source: Path) -> str:
@@ -142,20 +181,43 @@ def rtn_quantize(weight, bits: int, group: int):
     return out
 
 
-def _rtn_folder(source: Path, bits: int, group: int, out: Path) -> str:
+def _write_plain_folder(source: Path, out: Path, edit=None) -> None:
+    """Load `source` (GGUF or HF), optionally edit its weights in place, and save an fp16 safetensors folder."""
     import torch
 
-    from engine.loader import build_plain_model, load_model_and_tokenizer
     from engine.checkpoint import inspect_checkpoint
+    from engine.loader import build_plain_model, load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(inspect_checkpoint(source), chat_template=None, device="cpu")
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}.":
-                module.weight.copy_(rtn_quantize(module.weight, bits, group))
+    if edit is not None:
+        with torch.no_grad():
+            edit(model)
     plain = build_plain_model(model, dtype=torch.float16)
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     if not any((out / n).is_file() for n in ("tokenizer.json", "tokenizer.model")):
         raise ScreenInputError(out, "tokenizer was not written", "report this as a bug")
-    return f"quantscreen rtn (torch {torch.__version__}, transformers {importlib.metadata.version('transformers')})"
+
+
+def _torch_tools() -> str:
+    import torch
+
+    return f"torch {torch.__version__}, transformers {importlib.metadata.version('transformers')}"
+
+
+def _reference_folder(source: Path, out: Path) -> str:
+    """The dequantized weights of a GGUF as an fp16 HF folder (transformers cannot save a GGUF-loaded model)."""
+    _write_plain_folder(source, out)
+    return f"quantscreen reference ({_torch_tools()}, gguf {importlib.metadata.version('gguf')})"
+
+
+def _rtn_folder(source: Path, bits: int, group: int, out: Path) -> str:
+    import torch
+
+    def edit(model):
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}.":
+                module.weight.copy_(rtn_quantize(module.weight, bits, group))
+
+    _write_plain_folder(source, out, edit)
+    return f"quantscreen rtn ({_torch_tools()})"

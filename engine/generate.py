@@ -20,6 +20,7 @@ class DecodingSettings:
     dtype: str = "float32"
     device: str = "cpu"
     system_prompt: str | None = None
+    engine: str = "transformers"
 
     def key_parts(self) -> dict:
         parts = asdict(self)
@@ -75,35 +76,50 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
 
 
 def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress) -> None:
-    import torch
-
-    stops = stop_token_ids(model, tok)
     n_missing = sum(len(b) for b in batches)
     bar = (progress or TextProgress)(label, n_missing)
     try:
-        first = True
-        for batch in batches:
-            enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(settings.device)
-            with torch.inference_mode():
-                if first:
-                    _check_finite_logits(model, enc, label)
-                    first = False
-                out = model.generate(**enc, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                                     num_beams=1, eos_token_id=stops, pad_token_id=tok.pad_token_id,
-                                     temperature=None, top_p=None, top_k=None)
-            new = out[:, enc.input_ids.shape[1]:].tolist()
-            entries = []
-            for i, ids in zip(batch, new):
-                cut = next((k for k, t in enumerate(ids) if t in stops), None)
-                kept = ids if cut is None else ids[:cut]
-                entries.append(CachedResponse(i, digests[i], tok.decode(kept, skip_special_tokens=True).strip(),
-                                              len(kept), cut is not None))
-            store.append(entries)
-            done.update({e.index: e for e in entries})
-            bar.update(len(batch))
+        if hasattr(model, "complete"):  # llama.cpp: one sequence at a time, a batch is the unit of caching
+            for k, batch in enumerate(batches):
+                entries = []
+                for j, i in enumerate(batch):
+                    text, n, finished = model.complete(texts[i], settings.max_new_tokens, label,
+                                                       check_logits=k == 0 and j == 0)
+                    entries.append(CachedResponse(i, digests[i], text, n, finished))
+                store.append(entries)
+                done.update({e.index: e for e in entries})
+                bar.update(len(batch))
+        else:
+            _generate_torch_batches(model, tok, texts, digests, batches, settings, store, done, label, bar)
     finally:
         bar.close()
+
+
+def _generate_torch_batches(model, tok, texts, digests, batches, settings, store, done, label, bar) -> None:
+    import torch
+
+    stops = stop_token_ids(model, tok)
+    first = True
+    for batch in batches:
+        enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True,
+                  add_special_tokens=False).to(settings.device)
+        with torch.inference_mode():
+            if first:
+                _check_finite_logits(model, enc, label)
+                first = False
+            out = model.generate(**enc, max_new_tokens=settings.max_new_tokens, do_sample=False,
+                                 num_beams=1, eos_token_id=stops, pad_token_id=tok.pad_token_id,
+                                 temperature=None, top_p=None, top_k=None)
+        new = out[:, enc.input_ids.shape[1]:].tolist()
+        entries = []
+        for i, ids in zip(batch, new):
+            cut = next((k for k, t in enumerate(ids) if t in stops), None)
+            kept = ids if cut is None else ids[:cut]
+            entries.append(CachedResponse(i, digests[i], tok.decode(kept, skip_special_tokens=True).strip(),
+                                          len(kept), cut is not None))
+        store.append(entries)
+        done.update({e.index: e for e in entries})
+        bar.update(len(batch))
 
 
 class TextProgress:

@@ -77,6 +77,11 @@ def load_model(info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "flo
     from transformers import AutoModelForCausalLM
 
     kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {}
+    if info.quant_method:  # GPTQ / AWQ: transformers hands the layers to gptqmodel's kernels
+        from engine.quantize import gptqmodel_env
+
+        gptqmodel_env()
+        kwargs["device_map"] = device
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(info.folder), dtype=getattr(torch, dtype), local_files_only=True,
@@ -91,6 +96,17 @@ def load_model(info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "flo
         raise ScreenInputError(info.path, f"tokenizer has {len(tok)} tokens but the model only {model.config.vocab_size}",
                                "pair the weights with their own tokenizer")
     return model
+
+
+def load_engine_model(engine: str, info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "float32",
+                      trust_remote_code: bool = False):
+    """The weights in the engine that generates with them: a transformers model or a `LlamaCppModel`."""
+    if engine == "llamacpp":
+        from engine.llamacpp import LlamaCppModel
+
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        return LlamaCppModel(info.path, device, threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return load_model(info, tok, device, dtype, trust_remote_code)
 
 
 def load_model_and_tokenizer(info: CheckpointInfo, chat_template: str | None, device: str = "cpu",

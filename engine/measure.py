@@ -48,11 +48,42 @@ def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) ->
         from engine.derive import derive
 
         base = resolve_checkpoint(model, model.baseline, ws)
-        if spec.derive.startswith("gguf:") and base.kind != "gguf":
+        if spec.derive.startswith(("gguf:", "llamacpp:")) and base.kind != "gguf":
             raise ScreenInputError(f"{model.model_id}.{spec.quant}", f"recipe {spec.derive} needs a GGUF baseline",
-                                   "use rtn:w4g128 for HF baselines, or a GGUF baseline")
+                                   "use gptq:, awq: or rtn: recipes for HF baselines, or a GGUF baseline")
         return inspect_checkpoint(derive(base.path, ws.checkpoint_digest(base), spec.derive, ws.cache_dir))
     return inspect_checkpoint(_embedded_path(spec.path, ws))
+
+
+def choose_engine(requested: str, cell: CheckpointInfo, baseline: CheckpointInfo) -> str:
+    """The one engine a cell and its baseline both run through, so engine effects cancel in the deltas.
+
+    auto: llama.cpp when both are GGUF files and llama-cpp-python is installed, transformers otherwise.
+    """
+    from engine import llamacpp
+
+    if requested == "transformers":
+        return "transformers"
+    both_gguf = cell.kind == "gguf" and baseline.kind == "gguf"
+    if requested == "llamacpp":
+        if not both_gguf:
+            other = cell if cell.kind != "gguf" else baseline
+            raise ScreenInputError(other.path, "is not a GGUF file, so engine llamacpp cannot run it (a cell and its "
+                                   "baseline share one engine)", "set engine: transformers or auto for this model")
+        if not llamacpp.available():
+            raise ScreenInputError("engine llamacpp", "needs llama-cpp-python, which is not installed",
+                                   "run scripts/test once (it installs requirements.txt), or use engine: transformers")
+        return "llamacpp"
+    return "llamacpp" if both_gguf and llamacpp.available() else "transformers"
+
+
+def engine_version(engine: str) -> str:
+    import importlib.metadata
+
+    if engine == "llamacpp":
+        from engine import llamacpp
+        return llamacpp.version()
+    return f"transformers {importlib.metadata.version('transformers')}, torch {importlib.metadata.version('torch')}"
 
 
 def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
@@ -75,22 +106,22 @@ def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
 
 
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
-            is_baseline: bool = False, progress=None) -> CellMeasurement:
+            is_baseline: bool = False, progress=None, engine: str = "transformers") -> CellMeasurement:
     from engine.cache import ResponseStore
     from engine.generate import DecodingSettings, generate, prompt_digests
-    from engine.loader import load_model as load_weights, load_tokenizer
+    from engine.loader import load_engine_model, load_tokenizer
 
     info = resolve_checkpoint(model, spec, ws)
-    label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline"
+    label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline-{engine}"
     digest = ws.checkpoint_digest(info)
     settings = DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
-                                device=ws.device, system_prompt=model.system_prompt)
+                                device=ws.device, system_prompt=model.system_prompt, engine=engine)
     holder: dict = {}
     tokenizer = None
 
     def load_model():
         if "model" not in holder:
-            holder["model"] = load_weights(info, tokenizer, ws.device, plan.dtype, ws.trust_remote_code)
+            holder["model"] = load_engine_model(engine, info, tokenizer, ws.device, plan.dtype, ws.trust_remote_code)
         return holder["model"]
 
     responses = {}
@@ -99,7 +130,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             store = ResponseStore(ws.cache_dir, {
                 "checkpoint_sha256": digest, "prompt_set_sha256": ps.digest, "decoding": settings.key_parts(),
                 "chat_template_override_sha256": sha256_bytes(model.chat_template.encode()) if model.chat_template else None,
-                "harness_version": __version__})
+                "harness_version": __version__, "engine_version": engine_version(engine)})
             found = store.load(prompt_digests(list(ps.prompts)))
             if len(found) == len(ps):  # warm: no tokenizer, no model
                 responses[role] = [found[i] for i in range(len(ps))]
@@ -108,13 +139,19 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
                                        tokenizer, progress)
     finally:
+        if hasattr(holder.get("model"), "close"):
+            holder["model"].close()
         holder.clear()
         gc.collect()
+    _check_not_degenerate(label, info, responses["quality"])
     return CellMeasurement(
         cell_id=label, model=model.model_id, quant="baseline" if is_baseline else spec.quant, is_baseline=is_baseline,
         checkpoint={"path": str(info.path), "format": info.format, "bits_per_weight": info.bits_per_weight,
                     "sha256": digest, "group_size": info.group_size, "made_by": info.made_by,
-                    "architecture": info.architecture, "vocab_size": info.vocab_size},
+                    "architecture": info.architecture, "vocab_size": info.vocab_size, "bits": info.bits,
+                    "engine": engine, "loaded_by": engine_version(engine) + _kernel(info),
+                    "tensor_types": ";".join(f"{k}:{v}" for k, v in info.tensor_types.items()),
+                    "type_mix_sha256": info.type_mix_sha256, "derive": spec.derive or ""},
         records=_probe_records(prompt_sets, responses, ws),
         mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs})
 
@@ -135,3 +172,32 @@ def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
         coherence.coherence(q_prompts, quality, encoder),
     ]
     return {r.name: r for r in records}
+
+
+def _kernel(info: CheckpointInfo) -> str:
+    import importlib.metadata
+
+    if info.quant_method:
+        return f", gptqmodel {importlib.metadata.version('gptqmodel')} ({info.quant_method} kernel)"
+    return ""
+
+
+def degenerate(text: str) -> bool:
+    """Empty, or one token (word or character) repeated: what a broken quantizer or loader emits."""
+    words = text.split()
+    if not words:
+        return True
+    if len(words) >= 4 and len(set(words)) == 1:
+        return True
+    squeezed = "".join(words)
+    return len(squeezed) >= 8 and len(set(squeezed)) <= 2
+
+
+def _check_not_degenerate(label: str, info: CheckpointInfo, responses) -> None:
+    """A variant whose quality answers are mostly empty or one repeated token is a production or loading bug."""
+    bad = sum(degenerate(r.response) for r in responses)
+    if responses and bad > len(responses) / 2:
+        example = next(r.response for r in responses if degenerate(r.response))
+        raise ScreenInputError(info.path, f"gives degenerate output on {bad} of {len(responses)} quality prompts "
+                               f"(e.g. {example[:40]!r}): a broken checkpoint or loader, not a finding",
+                               "re-create the checkpoint, or load it with another engine (engine: transformers)")

@@ -15,7 +15,8 @@ from engine.sources import EMBEDDED, resolve_embedded
 from verdicts.thresholds import ScreenThresholds
 
 _TOP_KEYS = {"screen", "decoding", "prompts", "models"}
-_MODEL_KEYS = {"id", "baseline", "quants", "system_prompt", "chat_template"}
+_MODEL_KEYS = {"id", "baseline", "quants", "system_prompt", "chat_template", "engine"}
+ENGINES = ("auto", "transformers", "llamacpp")
 _QUANT_KEYS = {"id", "path", "derive"}
 _DECODING_KEYS = {"max_new_tokens": int, "batch_size": int, "dtype": str}
 _PROMPT_ROLES = ("harmful", "harmless", "quality")
@@ -71,6 +72,7 @@ class ModelSpec:
     quants: tuple[CheckpointSpec, ...]
     system_prompt: str | None = None
     chat_template: str | None = None  # template text, read from the file the user named
+    engine: str = "auto"  # auto | transformers | llamacpp (see engine.measure.choose_engine)
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,10 @@ def _parse_models(data, base: Path, where: str) -> tuple[ModelSpec, ...]:
         sp = m.get("system_prompt")
         if sp is not None and not isinstance(sp, str):
             raise ScreenInputError(_at(mw, m, "system_prompt"), "must be text", "quote the system prompt")
-        models.append(ModelSpec(model_id=mid.strip(), quants=tuple(quants), system_prompt=sp or None,
+        engine = m.get("engine", "auto")
+        if engine not in ENGINES:
+            raise ScreenInputError(_at(mw, m, "engine"), f"engine '{engine}' is not known", f"use one of {ENGINES}")
+        models.append(ModelSpec(model_id=mid.strip(), quants=tuple(quants), system_prompt=sp or None, engine=engine,
                                 baseline=CheckpointSpec("baseline", path=_resolve_path(m["baseline"], base,
                                                                                         _at(mw, m, "baseline"))),
                                 chat_template=template))
@@ -284,7 +289,10 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
         sp = overrides.get("system_prompt")  # "" clears a configured system prompt
         models = tuple(ModelSpec(m.model_id, m.baseline, m.quants,
                                  system_prompt=m.system_prompt if sp is None else (sp or None),
-                                 chat_template=template or m.chat_template) for m in models)
+                                 chat_template=template or m.chat_template, engine=m.engine) for m in models)
+    if overrides.get("engine"):
+        models = tuple(ModelSpec(m.model_id, m.baseline, m.quants, m.system_prompt, m.chat_template,
+                                 engine=overrides["engine"]) for m in models)
     return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, **decoding)
 
 

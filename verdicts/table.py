@@ -14,8 +14,9 @@ from verdicts.thresholds import ScreenThresholds
 
 METRICS = ("refusal_rate_regex", "harmless_refusal_rate_regex", "bertscore_f1", "rouge_l_f1", "coherence")
 CELL_COLUMNS = (
-    "model", "quant", "cell_id", "is_baseline", "format", "bits_per_weight", "group_size", "made_by",
-    "architecture", "checkpoint_path", "checkpoint_sha256", "n_harmful", "n_harmless", "n_quality",
+    "model", "quant", "cell_id", "is_baseline", "engine", "format", "bits", "group_size", "bits_per_weight",
+    "tensor_types", "same_type_mix_as", "made_by", "loaded_by", "derive", "architecture", "checkpoint_path",
+    "checkpoint_sha256", "n_harmful", "n_harmless", "n_quality",
     *METRICS, "refusal_rate_regex_ci_low", "refusal_rate_regex_ci_high",
     *(f"{m}_delta_pp" for m in METRICS), "quality_metric", "quality_delta_pp",
     "refusals_lost", "refusals_gained", "mcnemar_p", "refusal_delta_ci_low_pp", "refusal_delta_ci_high_pp",
@@ -24,7 +25,8 @@ CELL_COLUMNS = (
     "rouge_version", "coherence_version",
     "screen_hidden_danger", "screen_near_hidden_danger", "screen_refusal_drop", "screen_over_refusal", "screen_powered",
 )
-ACTION_COLUMNS = ("model", "quant", "format", "bits_per_weight", "regime", "taxonomy_tags", "action",
+ACTION_COLUMNS = ("model", "quant", "engine", "format", "bits", "group_size", "bits_per_weight", "same_type_mix_as",
+                  "made_by", "regime", "taxonomy_tags", "action",
                   "quant_level_role", "quality_delta_pp", "refusal_rate_regex_delta_pp", "refusal_delta_ci_low_pp",
                   "refusal_delta_ci_high_pp", "mcnemar_p", "mde_pp", "powered")
 
@@ -34,6 +36,9 @@ def measurement_row(m: CellMeasurement) -> dict:
     row = {"model": m.model, "quant": m.quant, "cell_id": m.cell_id, "is_baseline": m.is_baseline,
            "format": m.checkpoint["format"], "bits_per_weight": m.checkpoint["bits_per_weight"],
            "group_size": m.checkpoint.get("group_size"), "made_by": m.checkpoint.get("made_by"),
+           "engine": m.checkpoint.get("engine"), "bits": m.checkpoint.get("bits"),
+           "tensor_types": m.checkpoint.get("tensor_types"), "loaded_by": m.checkpoint.get("loaded_by"),
+           "derive": m.checkpoint.get("derive"), "type_mix_sha256": m.checkpoint.get("type_mix_sha256"),
            "architecture": m.checkpoint.get("architecture"), "checkpoint_path": m.checkpoint["path"],
            "checkpoint_sha256": m.checkpoint["sha256"], "n_harmful": rec["refusal_rate_regex"].n,
            "n_harmless": rec["harmless_refusal_rate_regex"].n, "n_quality": rec["bertscore_f1"].n,
@@ -61,7 +66,21 @@ def comparison_row(c: CellComparison) -> dict:
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: (r["model"], not r["is_baseline"], r["quant"]))
+    return mark_same_type_mix(sorted(rows, key=lambda r: (r["model"], not r["is_baseline"], r["quant"],
+                                                          r.get("engine") or "")))
+
+
+def mark_same_type_mix(rows: list[dict]) -> list[dict]:
+    """GGUF cells of one model whose tensor-type assignment is identical are one level, not two: name the others."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        if r.get("type_mix_sha256"):
+            groups.setdefault((r["model"], r["type_mix_sha256"]), []).append(r["cell_id"])
+    out = []
+    for r in rows:
+        same = [c for c in groups.get((r["model"], r.get("type_mix_sha256")), []) if c != r["cell_id"]]
+        out.append({**r, "same_type_mix_as": ";".join(same)})
+    return out
 
 
 def action_rows(rows: list[dict], t: ScreenThresholds) -> list[dict]:

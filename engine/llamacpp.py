@@ -1,0 +1,75 @@
+"""The llama.cpp engine (through llama-cpp-python): greedy completion of already-rendered chat prompts.
+
+Prompts are rendered with the same transformers chat template as the transformers engine, so the two engines see
+identical text; only the forward pass differs. A GGUF cell and its baseline always run through the same engine
+(`engine.measure.choose_engine`), so an engine difference is never counted as quantization damage.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+from engine.errors import ScreenInputError
+
+
+def available() -> bool:
+    try:
+        importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def version() -> str:
+    return f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}"
+
+
+class LlamaCppModel:
+    """One GGUF loaded in llama.cpp; `complete` decodes greedily until an end-of-generation token or the limit."""
+
+    def __init__(self, path: Path, device: str = "cpu", n_ctx: int = 2048, threads: int | None = None):
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        try:
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
+                                       n_gpu_layers=-1 if device.startswith("cuda") else 0, seed=0, verbose=False)
+        except Exception as exc:  # llama.cpp raises ValueError("Failed to load model from file") and friends
+            raise ScreenInputError(path, f"llama.cpp could not load it ({type(exc).__name__}: {exc})",
+                                   "check the file is a complete GGUF of an architecture llama.cpp supports, "
+                                   "or set engine: transformers for this model") from None
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.n_ctx = n_ctx
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def complete(self, text: str, max_new_tokens: int, label: str, check_logits: bool = False) -> tuple[str, int, bool]:
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) + max_new_tokens > self.n_ctx:
+            raise ScreenInputError(label, f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds "
+                                   f"the llama.cpp context of {self.n_ctx}", "use shorter prompts or fewer new tokens")
+        out, finished = [], False
+        for token in self.llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            if check_logits and not out:
+                self._check_finite(label)
+            if self.is_eog(token):
+                finished = True
+                break
+            out.append(token)
+            if len(out) >= max_new_tokens:
+                break
+        text_out = self.llm.detokenize(out).decode("utf-8", errors="replace").strip()
+        return text_out, len(out), finished
+
+    def _check_finite(self, label: str) -> None:
+        import numpy as np
+
+        scores = self.llm.scores[self.llm.n_tokens - 1]
+        if not np.isfinite(scores).all():
+            raise ScreenInputError(label, "produces NaN or inf logits on the first prompt",
+                                   "the checkpoint is damaged; re-download or re-quantize it")
+
+    def close(self) -> None:
+        self.llm.close()
