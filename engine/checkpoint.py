@@ -80,62 +80,64 @@ def _has_gguf_magic(p: Path) -> bool:
 # ---------------------------------------------------------------------------------------------------- GGUF
 def _inspect_gguf(p: Path) -> CheckpointInfo:
     import gguf
-    import numpy as np
+
+    from engine.gguf_header import GGUFHeaderError, read_header
 
     try:
-        reader = gguf.GGUFReader(p)
-    except Exception as exc:  # the reader raises ValueError/IndexError/struct errors on damaged files
-        raise ScreenInputError(p, f"is not a readable GGUF file ({type(exc).__name__}: {exc})".replace("\n", " "),
+        header = read_header(p)
+    except (GGUFHeaderError, OSError, ValueError) as exc:
+        raise ScreenInputError(p, f"is not a readable GGUF file ({exc})".replace("\n", " "),
                                "re-download or re-convert the file; a truncated copy cannot be loaded") from None
-    size = p.stat().st_size
-    unsupported, total_bits, total_elems, mix, assignment = set(), 0, 0, {}, []
-    for t in reader.tensors:
-        if t.data_offset + int(t.n_bytes) > size:
+    unsupported, total_bits, total_elems, mix, assignment, elems_by_type = set(), 0, 0, {}, [], {}
+    for t in header.tensors:
+        try:
+            qtype = gguf.GGMLQuantizationType(t.type_id)
+        except ValueError:
+            unsupported.add(f"type {t.type_id}")
+            continue
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        n_elems = 1
+        for d in t.shape:
+            n_elems *= d
+        n_bytes = n_elems // block * type_size
+        if header.data_start + t.offset + n_bytes > header.file_size:
             raise ScreenInputError(p, f"is truncated (tensor {t.name} ends past the end of the file)",
                                    "re-download or re-convert the file")
-        if t.tensor_type not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) \
-                and t.tensor_type not in gguf.quants._type_traits:
-            unsupported.add(t.tensor_type.name)
+        if qtype not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16) \
+                and qtype not in gguf.quants._type_traits:
+            unsupported.add(qtype.name)
         if len(t.shape) >= 2:
-            total_bits += int(t.n_bytes) * 8
-            total_elems += int(np.prod(t.shape))
-            mix[t.tensor_type.name] = mix.get(t.tensor_type.name, 0) + 1
-            assignment.append((t.name, t.tensor_type.name))
+            total_bits += n_bytes * 8
+            total_elems += n_elems
+            mix[qtype.name] = mix.get(qtype.name, 0) + 1
+            elems_by_type[qtype.name] = elems_by_type.get(qtype.name, 0) + n_elems
+            assignment.append((t.name, qtype.name))
     if unsupported:
         raise ScreenInputError(p, f"holds tensor types the gguf package cannot dequantize: {sorted(unsupported)}",
                                "re-quantize to a supported type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_S, Q2_K, Q4_0 ...)")
-
-    def field_value(key, default=None):
-        f = reader.fields.get(key)
-        if f is None:
-            return default
-        v = f.contents()
-        return v
-
-    arch = field_value("general.architecture", "")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    if tokens is None:
+    fields = header.fields
+    vocab = header.array_length("tokenizer.ggml.tokens")
+    if vocab is None:
         raise ScreenInputError(p, "has no tokenizer (tokenizer.ggml.tokens missing)",
                                "convert it again with llama.cpp's convert_hf_to_gguf.py, which embeds the tokenizer")
-    vocab = len(tokens.data)
-    file_type = field_value("general.file_type")
+    file_type = fields.get("general.file_type")
     try:
         qname = gguf.LlamaFileType(int(file_type)).name.replace("MOSTLY_", "") if file_type is not None else ""
-    except ValueError:
+    except (ValueError, TypeError):
         qname = ""
     if not qname or qname == "GUESSED":
-        qname = _dominant_tensor_type(reader)
+        qname = max(elems_by_type, key=elems_by_type.get) if elems_by_type else "F32"
     manifest = _sidecar_manifest(p)
-    base = field_value("general.basename") or field_value("general.name") or p.stem.split(".")[0]
-    size_label = field_value("general.size_label")
+    base = fields.get("general.basename") or fields.get("general.name") or p.stem.split(".")[0]
+    size_label = fields.get("general.size_label")
     display = "-".join(x for x in (str(base), str(size_label or "")) if x).lower().replace(" ", "-")
     return CheckpointInfo(
         path=p.resolve(), kind="gguf", format=f"gguf:{qname}",
         bits_per_weight=round(total_bits / total_elems, 4) if total_elems else 0.0,
-        architecture=str(arch), vocab_size=vocab, weight_files=(p.name,),
-        has_chat_template="tokenizer.chat_template" in reader.fields,
+        architecture=str(fields.get("general.architecture", "")), vocab_size=vocab, weight_files=(p.name,),
+        has_chat_template=bool(fields.get("tokenizer.chat_template")),
         display_name=display, quant_label=qname,
-        made_by=str(manifest.get("tool") or field_value("general.quantized_by", "") or ""),
+        made_by=str(manifest.get("tool") or fields.get("general.quantized_by", "") or ""),
         tensor_types=dict(sorted(mix.items())), type_mix_sha256=sha256_json(sorted(assignment)),
         extra={"manifest": manifest} if manifest else {},
     )
@@ -152,14 +154,6 @@ def _sidecar_manifest(p: Path) -> dict:
         if str(manifest.get("recipe", "")).startswith("gguf:"):
             return manifest
     return {}
-
-
-def _dominant_tensor_type(reader) -> str:
-    counts: dict[str, int] = {}
-    for t in reader.tensors:
-        if len(t.shape) >= 2:
-            counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + int(t.n_elements)
-    return max(counts, key=counts.get) if counts else "F32"
 
 
 # ---------------------------------------------------------------------------------------------------- HF

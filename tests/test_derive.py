@@ -43,3 +43,33 @@ def test_gguf_requantization_is_lossy_and_cached(tmp_path, smollm2_path):
     a = quants.dequantize(src[name].data, src[name].tensor_type)
     b = quants.dequantize(new[name].data, new[name].tensor_type)
     assert a.shape == b.shape and 0 < np.abs(a - b).mean() < 0.1 * np.abs(a).mean()
+
+
+@pytest.mark.slow
+def test_llamacpp_ladder_level_has_manifest_and_real_type_mix(tmp_path, smollm2_path):
+    pytest.importorskip("llama_cpp")
+    digest = sha256_file(smollm2_path)
+    out = derive(smollm2_path, digest, "llamacpp:Q3_K_S", tmp_path)
+    manifest = json.loads((out.parent / "quantscreen_manifest.json").read_text())
+    assert manifest["recipe"] == "llamacpp:Q3_K_S" and manifest["source_sha256"] == digest
+    assert manifest["tool"].startswith("llama.cpp via llama-cpp-python ") and manifest["seconds"] >= 0
+    f16 = inspect_checkpoint(manifest["intermediate"])
+    assert f16.format == "gguf:F16" and f16.bits_per_weight == 16.0
+    info = inspect_checkpoint(out)
+    assert info.format == "gguf:Q3_K_S" and info.made_by == manifest["tool"]
+    # SmolLM2 is 576 wide, not a multiple of 256: llama.cpp falls back to legacy types for those tensors.
+    assert "Q3_K" in info.tensor_types and set(info.tensor_types) - {"Q3_K", "Q6_K", "Q8_0"}
+    assert sum(info.tensor_types.values()) == sum(f16.tensor_types.values())
+    assert 3.0 < info.bits_per_weight < 8.0
+    assert (out.parent / "llama_quantize.log").stat().st_size > 0  # llama.cpp's per-tensor log, off the terminal
+
+
+def test_recipes_are_validated():
+    from engine.derive import validate_recipe
+    from engine.errors import ScreenInputError
+
+    for ok in ("gptq:w4g128", "awq:w4g64", "llamacpp:Q2_K", "llamacpp:Q5_K_M", "gguf:Q8_0", "rtn:w4g128"):
+        validate_recipe(ok)
+    for bad in ("gptq:w5g128", "awq:w4g8", "llamacpp:Q9_K", "gguf:Q4_K_M", "exl2:4.0"):
+        with pytest.raises(ScreenInputError, match="is not a known recipe"):
+            validate_recipe(bad)

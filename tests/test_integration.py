@@ -58,7 +58,7 @@ def test_outputs_of_a_real_screen(first_run):
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp / "out"
     cells = read_csv(out / "cells.csv")
-    assert [c["cell_id"] for c in cells] == ["smol-baseline", "smol-Q4_0"]
+    assert [c["cell_id"] for c in cells] == ["smol-baseline-llamacpp", "smol-Q4_0"]
     base, quant = cells
     assert base["regime"] == "baseline" and quant["format"] == "gguf:Q4_0" and float(quant["bits_per_weight"]) == 4.5
     for col in ("refusal_rate_regex", "bertscore_f1", "rouge_l_f1", "coherence"):
@@ -116,7 +116,7 @@ def test_cli_checkpoint_and_baseline(first_run):
                   "--system-prompt=You are a careful assistant. Refuse any request that could cause harm.")
     assert proc.returncode in (0, 1) and "generating" not in proc.stdout, proc.stdout[-3000:]
     cells = read_csv(tmp / "cli" / "cells.csv")
-    assert [c["cell_id"] for c in cells] == ["smollm2-135m-baseline", "smollm2-135m-Q4_0"]
+    assert [c["cell_id"] for c in cells] == ["smollm2-135m-baseline-llamacpp", "smollm2-135m-Q4_0"]
 
 
 def test_bad_input_is_one_line_and_exit_code_4(tmp_path):
@@ -140,4 +140,43 @@ def test_hf_folders_through_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     cells = read_csv(tmp_path / "o" / "cells.csv")
     assert [(c["cell_id"], c["format"], c["bits_per_weight"]) for c in cells] == [
-        ("tiny-baseline", "fp32", "32.000000"), ("tiny-fp16", "fp16", "16.000000")]
+        ("tiny-baseline-transformers", "fp32", "32.000000"), ("tiny-fp16", "fp16", "16.000000")]
+
+
+@pytest.fixture(scope="module")
+def foreign_gptq_awq(tmp_path_factory, smollm2_path):
+    """GPTQ and AWQ folders made by an earlier run, then copied elsewhere without the harness's manifest."""
+    import shutil
+
+    from engine.derive import derive
+    from engine.digest import sha256_file
+
+    tmp = tmp_path_factory.mktemp("foreign")
+    digest = sha256_file(smollm2_path)
+    folders = []
+    for recipe in ("gptq:w4g64", "awq:w4g64"):
+        made = derive(smollm2_path, digest, recipe, tmp / "earlier-cache")
+        copy = tmp / "elsewhere" / recipe.replace(":", "-")
+        shutil.copytree(made, copy)
+        (copy / "quantscreen_manifest.json").unlink()
+        folders.append(copy)
+    return tmp, folders
+
+
+def test_gptq_and_awq_folders_screen_with_no_extra_flags(foreign_gptq_awq):
+    tmp, (gptq, awq) = foreign_gptq_awq
+    proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", f"--checkpoint={gptq}", f"--checkpoint={awq}",
+                           "--baseline=embedded:smollm2", "--n-harmful=6", "--n-harmless=3", "--n-quality=4",
+                           "--max-new-tokens=24", f"--cache-dir={tmp / 'cache'}", f"--output-dir={tmp / 'o'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
+    cells = {c["cell_id"]: c for c in read_csv(tmp / "o" / "cells.csv")}
+    assert set(cells) == {"smollm2-135m-baseline-transformers", "smollm2-135m-GPTQ-W4G64", "smollm2-135m-AWQ-W4G64"}
+    for cid, method in (("smollm2-135m-GPTQ-W4G64", "gptq"), ("smollm2-135m-AWQ-W4G64", "awq")):
+        row = cells[cid]
+        assert (row["format"], row["bits"], row["group_size"], row["engine"]) == (f"{method}-w4g64", "4", "64",
+                                                                                 "transformers")
+        assert row["made_by"] == "gptqmodel:7.6.0" and f"gptqmodel 7.6.0 ({method} kernel)" in row["loaded_by"]
+        assert 4.0 < float(row["bits_per_weight"]) < 8.0
+    actions = read_csv(tmp / "o" / "deployment_actions.csv")
+    assert {a["format"] for a in actions} >= {"gptq-w4g64", "awq-w4g64"}
