@@ -93,11 +93,14 @@ def gptq_or_awq(reference: Path, method: str, bits: int, group: int, out: Path, 
 
     texts, record = calibration_texts(samples)
     config = (AWQConfig if method == "awq" else GPTQConfig)(bits=bits, group_size=group)
-    model = GPTQModel.load(str(reference), config, device="cpu")
-    kwargs = {"backend": "awq_torch"} if method == "awq" else {}
-    model.quantize(texts, batch_size=1, **kwargs)
-    model.save(str(out))
-    del model
+    reference, out = reference.resolve(), out.resolve()
+    # gptqmodel writes its per-layer logs to ./logs: keep them beside the checkpoint, not in the user's folder.
+    with contextlib.chdir(out.parent):
+        model = GPTQModel.load(str(reference), config, device="cpu")
+        kwargs = {"backend": "awq_torch"} if method == "awq" else {}
+        model.quantize(texts, batch_size=1, **kwargs)
+        model.save(str(out))
+        del model
     return f"gptqmodel {version}", {"bits": bits, "group_size": group, **record}
 
 
