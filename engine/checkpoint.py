@@ -151,7 +151,7 @@ def _sidecar_manifest(p: Path) -> dict:
             manifest = json.loads(side.read_text())
         except ValueError:
             return {}
-        if str(manifest.get("recipe", "")).startswith("gguf:"):
+        if str(manifest.get("recipe", "")).startswith(("gguf:", "llamacpp:")):
             return manifest
     return {}
 

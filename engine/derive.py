@@ -62,7 +62,7 @@ def derived_path(cache_dir: Path, source_digest: str, recipe: str, source_name: 
     """Where the derived checkpoint lives (a .gguf file or a folder); known before it exists."""
     folder = cache_dir / "derived" / source_digest[:16] / recipe_slug(recipe)
     if produces_gguf(recipe):
-        stem = source_name.split(".")[0]
+        stem = re.sub(r"\.(F16|F32|BF16|I?Q\d\w*)$", "", re.sub(r"\.gguf$", "", source_name, flags=re.I), flags=re.I)
         return folder / f"{stem}.{recipe.split(':', 1)[1]}.gguf"
     return folder / "model"
 
