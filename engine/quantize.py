@@ -129,14 +129,16 @@ def llamacpp_quantize(f16_gguf: Path, type_name: str, out: Path) -> str:
 
 @contextlib.contextmanager
 def stderr_to(path: Path):
-    """Send file descriptor 2 (where C libraries write) to `path` for the duration of the block."""
+    """Send stderr to `path` for the duration of the block: file descriptor 2, where C code writes, and
+    sys.stderr, where llama-cpp-python's log callback writes llama.cpp's messages."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(path, "ab") as fh:
+    with open(path, "a", encoding="utf-8") as fh:
         os.dup2(fh.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stderr(fh):
+                yield
         finally:
-            sys.stderr.flush()
+            fh.flush()
             os.dup2(saved, 2)
             os.close(saved)
