@@ -106,12 +106,14 @@ def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
 
 
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
-            is_baseline: bool = False, progress=None, engine: str = "transformers") -> CellMeasurement:
+            is_baseline: bool = False, progress=None, engine: str = "transformers",
+            info: CheckpointInfo | None = None) -> CellMeasurement:
+    """`info`: the checkpoint already resolved by the caller (it is resolved here otherwise)."""
     from engine.cache import ResponseStore
     from engine.generate import DecodingSettings, generate, prompt_digests
     from engine.loader import load_engine_model, load_tokenizer
 
-    info = resolve_checkpoint(model, spec, ws)
+    info = info or resolve_checkpoint(model, spec, ws)
     label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline-{engine}"
     digest = ws.checkpoint_digest(info)
     settings = DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
