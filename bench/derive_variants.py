@@ -28,9 +28,9 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="an empty cache folder to derive into and keep (for a later "
                                                          "screen of the same matrix); default: a temporary one")
     args = ap.parse_args()
-    os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(2, os.cpu_count() or 1))))
+    from engine.quantize import gptqmodel_env
 
+    gptqmodel_env()
     from engine.checkpoint import inspect_checkpoint
     from engine.derive import derive
     from engine.measure import Workspace, resolve_checkpoint

@@ -43,6 +43,12 @@ def xdist_worker_index() -> int | None:
     return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
 
 
+def threads_per_worker() -> int:
+    """CPU threads for one process when pytest-xdist runs several on this machine."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 def resolve_device(device: str) -> str:
     import torch
 
@@ -104,8 +110,7 @@ def load_engine_model(engine: str, info: CheckpointInfo, tok, device: str = "cpu
     if engine == "llamacpp":
         from engine.llamacpp import LlamaCppModel
 
-        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-        return LlamaCppModel(info.path, device, threads=max(1, (os.cpu_count() or 1) // max(1, workers)))
+        return LlamaCppModel(info.path, device, threads=threads_per_worker())
     return load_model(info, tok, device, dtype, trust_remote_code)
 
 
