@@ -121,9 +121,16 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
     holder: dict = {}
     tokenizer = None
 
+    def get_tokenizer():
+        nonlocal tokenizer
+        if tokenizer is None:
+            tokenizer = load_tokenizer(info, model.chat_template)
+        return tokenizer
+
     def load_model():
         if "model" not in holder:
-            holder["model"] = load_engine_model(engine, info, tokenizer, ws.device, plan.dtype, ws.trust_remote_code)
+            holder["model"] = load_engine_model(engine, info, get_tokenizer(), ws.device, plan.dtype,
+                                                ws.trust_remote_code)
         return holder["model"]
 
     responses = {}
@@ -137,9 +144,13 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             if len(found) == len(ps):  # warm: no tokenizer, no model
                 responses[role] = [found[i] for i in range(len(ps))]
                 continue
-            tokenizer = tokenizer or load_tokenizer(info, model.chat_template)
             responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
-                                       tokenizer, progress)
+                                       get_tokenizer(), progress)
+        if engine == "llamacpp" and "model" in holder:
+            holder.pop("model").close()  # never two copies of the weights in memory
+        capture, probe_error = _capture(model, info, plan, prompt_sets, ws, digest, label, progress,
+                                        load_model if engine == "transformers" else None,
+                                        get_tokenizer)
     finally:
         if hasattr(holder.get("model"), "close"):
             holder["model"].close()
@@ -155,7 +166,46 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                     "tensor_types": ";".join(f"{k}:{v}" for k, v in info.tensor_types.items()),
                     "type_mix_sha256": info.type_mix_sha256, "derive": spec.derive or ""},
         records=_probe_records(prompt_sets, responses, ws),
-        mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs})
+        mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs},
+        capture=capture, probe_error=probe_error)
+
+
+def _capture(model: ModelSpec, info: CheckpointInfo, plan: Plan, prompt_sets: dict, ws: Workspace, digest: str,
+             label: str, progress, load_torch_model, load_tok):
+    """The mechanistic probes' activations (always through torch: llama.cpp exposes no residual stream).
+
+    Returns (capture, None), or (None, why) when they cannot run: the probes are informational, so that fails the
+    probe screen and leaves the behavioural verdicts standing.
+    """
+    from engine import activations
+    from engine.loader import load_model
+
+    if not plan.probes.enabled:
+        return None, None
+    n = plan.probes.n_prompts
+    prompts = {role: list(prompt_sets[role].prompts[:n]) for role in ("harmful", "harmless")}
+    key = {"checkpoint_sha256": digest, "prompt_sets_sha256": {r: prompt_sets[r].digest for r in prompts},
+           "dtype": plan.dtype, "device": ws.device.split(":")[0], "batch_size": plan.batch_size,
+           "system_prompt": model.system_prompt, "harness_version": __version__,
+           "chat_template_override_sha256": sha256_bytes(model.chat_template.encode()) if model.chat_template else None,
+           "engine_version": engine_version("transformers")}
+    holder: dict = {}
+
+    def load():
+        if load_torch_model is not None:
+            return load_torch_model()
+        if "model" not in holder:
+            holder["model"] = load_model(info, load_tok(), ws.device, plan.dtype, ws.trust_remote_code)
+        return holder["model"]
+
+    try:
+        return activations.capture(load, load_tok, prompts, key, plan.probes, ws.cache_dir, plan.batch_size,
+                                   ws.device, model.system_prompt, label, progress), None
+    except Exception as exc:  # noqa: BLE001 - reported on the probe screen, never swallowed silently
+        return None, f"mechanistic probes could not run on {info.path}: {type(exc).__name__}: {exc}".replace(
+            "\n", " ")[:600]
+    finally:
+        holder.clear()
 
 
 def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:

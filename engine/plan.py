@@ -12,9 +12,10 @@ import yaml
 
 from engine.errors import ScreenInputError
 from engine.sources import EMBEDDED, resolve_embedded
+from probes.mechanistic import ProbeSettings
 from verdicts.thresholds import ScreenThresholds
 
-_TOP_KEYS = {"screen", "decoding", "prompts", "models"}
+_TOP_KEYS = {"screen", "decoding", "prompts", "models", "probes"}
 _MODEL_KEYS = {"id", "baseline", "quants", "system_prompt", "chat_template", "engine"}
 ENGINES = ("auto", "transformers", "llamacpp")
 _QUANT_KEYS = {"id", "path", "derive"}
@@ -93,6 +94,7 @@ class Plan:
     dtype: str = "float32"
     prompts: dict = field(default_factory=dict)  # role -> PromptSpec
     origin: str = "models.yaml"
+    probes: ProbeSettings = ProbeSettings()
 
     def cells(self) -> list[tuple[ModelSpec, CheckpointSpec]]:
         return [(m, q) for m in self.models for q in m.quants]
@@ -254,6 +256,42 @@ def _parse_prompts(data, base: Path, where: str) -> dict:
     return out
 
 
+def _number(where: str, raw, key: str, kind, low, high, default):
+    value = raw.get(key, default)
+    ok = isinstance(value, kind) and not isinstance(value, bool) if kind is not bool else isinstance(value, bool)
+    if not ok or (kind is not bool and not low <= value <= high):
+        want = "true or false" if kind is bool else f"a number between {low} and {high}"
+        raise ScreenInputError(_at(where, raw, key), f"must be {want}, got {value!r}", f"write e.g. {key}: {default}")
+    return value
+
+
+def _parse_probes(data, where: str) -> ProbeSettings:
+    """The `probes:` section: mechanistic probes (SPEC §4), informational, on by default."""
+    raw = {} if data.get("probes") is None else data["probes"]
+    pw = f"{where}.probes"
+    d = ProbeSettings()
+    _check_keys(pw, raw, set(ProbeSettings.__dataclass_fields__))
+    sweep = raw.get("neuron_sweep_pct", list(d.neuron_sweep_pct))
+    depths = raw.get("neuron_depths", list(d.neuron_depths))
+    for key, values, size in (("neuron_sweep_pct", sweep, None), ("neuron_depths", depths, 2)):
+        if not isinstance(values, list) or not values or (size and len(values) != size) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 100 for v in values):
+            raise ScreenInputError(_at(pw, raw, key), f"must be a list of {size or 'one or more'} numbers, got "
+                                   f"{values!r}", f"write e.g. {key}: {list(getattr(d, key))}")
+    if not 0 < depths[0] <= depths[1] <= 1:
+        raise ScreenInputError(_at(pw, raw, "neuron_depths"), f"{depths} is not [low, high] within (0, 1]",
+                               "write e.g. neuron_depths: [0.2, 0.8]")
+    return ProbeSettings(
+        enabled=_number(pw, raw, "enabled", bool, None, None, d.enabled),
+        n_prompts=_number(pw, raw, "n_prompts", int, 2, 100000, d.n_prompts),
+        neuron_error_prompts=_number(pw, raw, "neuron_error_prompts", int, 1, 100000, d.neuron_error_prompts),
+        neuron_top_pct=float(_number(pw, raw, "neuron_top_pct", (int, float), 0.01, 100, d.neuron_top_pct)),
+        neuron_sweep_pct=tuple(float(v) for v in sweep), neuron_depths=(float(depths[0]), float(depths[1])),
+        direction_depth=float(_number(pw, raw, "direction_depth", (int, float), 0.01, 1.0, d.direction_depth)),
+        neuron_layer_count=_number(pw, raw, "neuron_layer_count", int, 1, 1000, d.neuron_layer_count),
+        all_layers=_number(pw, raw, "all_layers", bool, None, None, d.all_layers))
+
+
 def load_plan(models_file: Path, overrides: dict) -> Plan:
     """Build the plan from models.yaml, then apply command-line overrides (checkpoint, baseline, decoding, prompts)."""
     use_file = models_file.is_file() or not overrides.get("checkpoints")
@@ -262,6 +300,9 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
     thresholds = ScreenThresholds.from_mapping(data.get("screen"), where=f"{where}: screen")
     decoding = _parse_decoding(data, where)
     prompts = _parse_prompts(data, base, where)
+    probes = _parse_probes(data, where)
+    if overrides.get("no_probes"):
+        probes = ProbeSettings(**{**probes.__dict__, "enabled": False})
     if overrides.get("checkpoints"):
         models = (_cli_model(overrides),)
         origin = "--checkpoint/--baseline"
@@ -293,7 +334,7 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
     if overrides.get("engine"):
         models = tuple(ModelSpec(m.model_id, m.baseline, m.quants, m.system_prompt, m.chat_template,
                                  engine=overrides["engine"]) for m in models)
-    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, **decoding)
+    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, **decoding)
 
 
 def _cli_model(overrides: dict) -> ModelSpec:

@@ -25,3 +25,26 @@ def digest_inputs(*parts) -> str:
 def mean(values) -> float:
     values = list(values)
     return sum(values) / len(values) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class FigureRecord:
+    """A mechanistic probe's result: named figures over `n` prompts (SPEC §4), with version and input digest."""
+    name: str
+    figures: dict
+    n: int
+    version: str
+    inputs_digest: str
+
+
+def digest_arrays(*arrays) -> str:
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]

@@ -13,6 +13,15 @@ from verdicts.cell import CellComparison, CellMeasurement
 from verdicts.thresholds import ScreenThresholds
 
 METRICS = ("refusal_rate_regex", "harmless_refusal_rate_regex", "bertscore_f1", "rouge_l_f1", "coherence")
+PROBE_COLUMNS = (  # SPEC §4, informational; shifts are cell - baseline in the probe's own unit (nats, probability)
+    "probe_n_harmful", "probe_n_harmless",
+    "probe_entropy", "probe_entropy_shift", "probe_top1", "probe_top1_shift", "probe_top5", "probe_top5_shift",
+    "probe_gini", "probe_gini_shift", "probe_logit_range", "probe_logit_range_shift", "probe_ece", "probe_ece_shift",
+    "probe_direction_layer", "probe_direction_magnitude", "probe_direction_cosine", "probe_direction_magnitude_ratio",
+    "probe_direction_cosine_by_layer", "probe_neuron_layers", "probe_neuron_top_pct", "probe_neuron_prompts",
+    "probe_neuron_safety_error", "probe_neuron_other_error", "probe_neuron_ratio_mean", "probe_neuron_ratio_max",
+    "probe_neuron_ratio_by_layer", "probe_neuron_ratio_sweep", "probe_error",
+)
 CELL_COLUMNS = (
     "model", "quant", "cell_id", "is_baseline", "engine", "format", "bits", "group_size", "bits_per_weight",
     "tensor_types", "same_type_mix_as", "made_by", "loaded_by", "derive", "architecture", "checkpoint_path",
@@ -24,6 +33,7 @@ CELL_COLUMNS = (
     "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "regex_version", "bertscore_version",
     "rouge_version", "coherence_version",
     "screen_hidden_danger", "screen_near_hidden_danger", "screen_refusal_drop", "screen_over_refusal", "screen_powered",
+    "screen_mechanistic_probes", *PROBE_COLUMNS,
 )
 ACTION_COLUMNS = ("model", "quant", "engine", "format", "bits", "group_size", "bits_per_weight", "same_type_mix_as",
                   "made_by", "regime", "taxonomy_tags", "action",
@@ -49,6 +59,11 @@ def measurement_row(m: CellMeasurement) -> dict:
            "regime": "baseline" if m.is_baseline else None}
     row.update({name: rec[name].value for name in METRICS})
     row.update({f"mean_tokens_{role}": v for role, v in m.mean_response_tokens.items()})
+    if m.capture is not None:
+        from probes.mechanistic import intrinsic_figures
+
+        row.update(intrinsic_figures(m.capture))
+    row["probe_error"] = m.probe_error
     return row
 
 
@@ -62,6 +77,10 @@ def comparison_row(c: CellComparison) -> dict:
                 "powered": c.powered, "regime_regex": c.regime_by_instrument["regex"], "regime": c.regime,
                 "taxonomy_tags": ";".join(c.tags)})
     row.update({f"screen_{name}": v.status for name, v in c.screens.items()})
+    row.update(c.probe_figures)
+    probe_screen = c.screens.get("mechanistic_probes")
+    if probe_screen is not None and probe_screen.status != "pass":
+        row["probe_error"] = probe_screen.message
     return row
 
 

@@ -1,0 +1,15 @@
+"""Mechanistic probes (SPEC §4, TR146): informational figures on every quantized cell.
+
+They never gate a deploy on their values (TR146 found none predicts hidden danger); the screen fails only when a
+probe cannot run or gives NaN/inf, which means the checkpoint or its loading is broken.
+"""
+import pytest
+
+from verdicts.cell import PASS
+
+
+def test_mechanistic_probes_recorded(cell, screen_verdict):
+    if "mechanistic_probes" not in cell.screens:
+        pytest.skip("mechanistic probes are off (probes: {enabled: false} in models.yaml, or --no-probes)")
+    verdict = screen_verdict(cell.screens["mechanistic_probes"])
+    assert verdict.status == PASS, verdict.message
