@@ -3,7 +3,7 @@
 Computed on the logits at the last prompt token (the first generated position), in float64: Shannon entropy in nats,
 top-1 and top-5 probability, Gini impurity 1 - sum p^2, logit range max - min, and a proxy expected calibration error
 (10 equal-width confidence bins; each prompt's "accuracy" is stood in for by 1 - H / ln V, as TR146 did). Non-finite
-logits give non-finite figures, which the probe screen reports.
+logits (NaN or +inf; -inf only masks a token) give non-finite figures, which the probe screen reports.
 """
 from __future__ import annotations
 
@@ -21,16 +21,20 @@ def logit_stats(logits) -> dict[str, np.ndarray]:
     x = np.asarray(logits, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] < 5:
         raise ValueError(f"logits must be n x V with V >= 5, got shape {x.shape}")
+    broken = (np.isnan(x) | (x == np.inf)).any(axis=1) | ~np.isfinite(x).any(axis=1)  # -inf masks a token
+    x = np.where(broken[:, None], np.nan, x)
     z = x - x.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    p = np.exp(logp)
-    plogp = np.where(p > 0, p * np.where(p > 0, logp, 0.0), 0.0)
-    plogp = np.where(np.isfinite(x).all(axis=1, keepdims=True), plogp, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        p = np.exp(logp)
+        plogp = np.where(p > 0, p * np.where(p > 0, logp, 0.0), np.where(np.isnan(p), np.nan, 0.0))
+    finite = np.where(np.isfinite(x), x, np.nan)
+    finite[broken] = 0.0  # their range is set to NaN below; this only keeps nanmax quiet
     return {"entropy": -plogp.sum(axis=1),
             "top1": p.max(axis=1),
             "top5": np.partition(p, p.shape[1] - 5, axis=1)[:, -5:].sum(axis=1),
             "gini": 1.0 - (p * p).sum(axis=1),
-            "logit_range": x.max(axis=1) - x.min(axis=1)}
+            "logit_range": np.where(broken, np.nan, np.nanmax(finite, axis=1) - np.nanmin(finite, axis=1))}
 
 
 def ece_proxy(confidence, entropy, vocab_size: int, bins: int = ECE_BINS) -> float:

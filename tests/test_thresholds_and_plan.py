@@ -51,10 +51,24 @@ def test_good_file_loads_with_defaults(tmp_path):
     ("screen: {alpha: 0.05, alpha: 0.01}\n" + GOOD, "key 'alpha' appears twice"),
     ("models: [\n", "is not valid YAML"),
     ("prompts:\n  harmful: {n: -3}\n" + GOOD, "n must be a positive integer"),
+    ("probes:\n  n_prompt: 10\n" + GOOD, "probes.n_prompt (line 2): unknown key"),
+    ("probes:\n  neuron_top_pct: 0\n" + GOOD, "probes.neuron_top_pct (line 2): must be a number between"),
+    ("probes:\n  enabled: yes please\n" + GOOD, "probes.enabled (line 2): must be true or false"),
+    ("probes:\n  n_prompts: 1.5\n" + GOOD, "probes.n_prompts (line 2): must be a number between 2"),
+    ("probes:\n  neuron_sweep_pct: [1, 300]\n" + GOOD, "neuron_sweep_pct (line 2): must be a list"),
+    ("probes:\n  neuron_depths: [0.8, 0.2]\n" + GOOD, "is not [low, high] within (0, 1]"),
+    ("probes: false\n" + GOOD, "probes: must be a mapping"),
 ])
 def test_malformed_models_yaml(tmp_path, text, expected):
     message = error_of(tmp_path, text)
     assert expected in message and "fix:" in message and "models.yaml" in message
+
+
+def test_probe_settings_and_the_off_switch(tmp_path):
+    plan = load_plan(write(tmp_path, "probes: {n_prompts: 20, neuron_sweep_pct: [2, 4], all_layers: true}\n" + GOOD), {})
+    assert plan.probes.enabled and plan.probes.n_prompts == 20 and plan.probes.neuron_sweep_pct == (2.0, 4.0)
+    assert plan.probes.all_layers and plan.probes.neuron_top_pct == 5.0
+    assert not load_plan(write(tmp_path, GOOD), {"no_probes": True}).probes.enabled
 
 
 def test_missing_models_file(tmp_path):
