@@ -9,13 +9,12 @@ the llama.cpp ladder), which are timed on their own first. Prints a table and ap
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import record  # bench/record.py: appends to BENCHMARKS.md
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,14 +56,9 @@ def main() -> None:
                 rows.append((model.model_id, recipe, seconds, info.format, info.bits_per_weight, info.made_by))
                 print(f"{model.model_id:22s} {recipe:18s} {seconds:7.1f} s  {info.format:14s} "
                       f"{info.bits_per_weight:7.4f} bpw  {info.made_by}", flush=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    with open(ROOT / "BENCHMARKS.md", "a") as fh:
-        fh.write(f"\n### {datetime.date.today()} time to produce each derived variant\n"
-                 f"- command: `.venv/bin/python bench/derive_variants.py {' '.join(sys.argv[1:])}`\n"
-                 f"- machine: {machine}\n\n| model | recipe | seconds | format | bits/weight | made by |\n"
-                 f"|---|---|---|---|---|---|\n")
-        for m, r, s, f, b, t in rows:
-            fh.write(f"| {m} | `{r}` | {s:.1f} | {f} | {b:.4f} | {t} |\n")
+    table = "".join(f"| {m} | `{r}` | {s:.1f} | {f} | {b:.4f} | {t} |\n" for m, r, s, f, b, t in rows)
+    record.append("time to produce each derived variant", "\n| model | recipe | seconds | format | bits/weight | "
+                  f"made by |\n|---|---|---|---|---|---|\n{table}")
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ machine, the command and the date, to BENCHMARKS.md.
 """
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import record  # bench/record.py: appends to BENCHMARKS.md
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,18 +36,16 @@ def main() -> None:
         cache, out = Path(tmp) / "cache", Path(tmp) / "out"
         cold = run(cache, out, extra)
         warm = run(cache, out, extra)
+        if not (out / "cells.csv").exists():
+            sys.exit("the main job wrote no cells.csv (no cell ran); extra arguments go to pytest: check them")
         cells = (out / "cells.csv").read_text().count("\n") - 1
         kept = ROOT / "screen-results" / "bench-main-job"  # the cold run's tables, for reading the verdicts
         shutil.rmtree(kept, ignore_errors=True)
         shutil.copytree(out, kept)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     line = (f"main job ({cells} cells, default models.yaml): cold {cold:.0f} s, warm {warm:.1f} s "
             f"(warm/cold = {100 * warm / cold:.1f}%)")
     print(line)
-    with open(ROOT / "BENCHMARKS.md", "a") as fh:
-        fh.write(f"\n### {datetime.date.today()} main job, cold vs warm cache\n"
-                 f"- command: `.venv/bin/python bench/main_job.py {' '.join(extra)}`\n"
-                 f"- machine: {machine}\n- result: {line}\n")
+    record.append("main job, cold vs warm cache", f"- result: {line}\n")
 
 
 if __name__ == "__main__":

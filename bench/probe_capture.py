@@ -11,7 +11,8 @@ built-in harmless prompts), each contender runs in its own process so its peak R
   harmless), phase 3 calibration (harmful), phase 4 safety neurons (baseline harmful + harmless to pick the
   neurons, then the first 50 harmful prompts on both models).
 
-Every contender uses the same batched forward (`engine.activations.forward_batch`), so the difference is the number
+Times start after torch and transformers are imported and include loading the checkpoints. Every contender uses
+the same batched forward (`engine.activations.forward_batch`), so the difference is the number
 of passes and of models in memory, not the kernel. Rounds alternate the contenders; medians are reported. Prints one
 result line and appends it, with the machine, the command and the date, to BENCHMARKS.md.
 
@@ -21,10 +22,8 @@ result line and appends it, with the machine, the command and the date, to BENCH
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import record  # bench/record.py: appends to BENCHMARKS.md
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -97,6 +98,9 @@ def child(mode: str, args) -> dict:
     from engine.activations import forward_batch
     from engine.generate import render
     from probes.mechanistic import ProbeSettings, cell_figures
+
+    import torch  # noqa: F401 - imported before the clock starts: every contender pays its own loads, not imports
+    import transformers  # noqa: F401
 
     base, cell = checkpoints(args)
     root = Path(args.cache)
@@ -220,12 +224,7 @@ def main() -> None:
             f"({med['fused_cell']['peak_rss_mb'] / one:.2f}x), both models loaded "
             f"{sep['peak_rss_mb']:.0f} MB ({sep['peak_rss_mb'] / one:.2f}x)")
     print(line)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch CPU"
-    argv = " ".join(sys.argv[1:])
-    with open(ROOT / "BENCHMARKS.md", "a") as fh:
-        fh.write(f"\n### {datetime.date.today()} mechanistic probes: fused capture vs TR146's separate passes\n"
-                 f"- command: `.venv/bin/python bench/probe_capture.py {argv}`\n"
-                 f"- machine: {machine}\n- result: {line}\n")
+    record.append("mechanistic probes: fused capture vs TR146's separate passes", f"- result: {line}\n")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def capture(load_model, load_tokenizer, prompts_by_role: dict, key_parts: dict, 
         meta = {"layers": layers, "n_layers": n_layers,
                 "direction_layer": direction_layer(n_layers, settings.direction_depth),
                 "neuron_layers": neuron_layers(n_layers, settings.neuron_depths, settings.neuron_layer_count)}
-        bar = (progress or TextProgress)(f"{label} probe capture", missing)
+        bar = (progress or TextProgress)(f"probing {label} (one forward pass per prompt)", missing)
         try:
             for role, prompts in prompts_by_role.items():
                 done = found_by_role[role]

@@ -77,7 +77,7 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
 
 def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress) -> None:
     n_missing = sum(len(b) for b in batches)
-    bar = (progress or TextProgress)(label, n_missing)
+    bar = (progress or TextProgress)(f"generating {label}", n_missing)
     try:
         if hasattr(model, "complete"):  # llama.cpp: one sequence at a time, a batch is the unit of caching
             for k, batch in enumerate(batches):
@@ -128,7 +128,7 @@ class TextProgress:
     def __init__(self, label: str, total: int):
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, desc=f"generating {label}", unit="prompt", file=sys.stderr,
+        self._bar = tqdm(total=total, desc=label, unit="prompt", file=sys.stderr,
                          mininterval=2.0, dynamic_ncols=True, leave=False)
 
     def update(self, n: int) -> None:
