@@ -167,7 +167,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                     "type_mix_sha256": info.type_mix_sha256, "derive": spec.derive or ""},
         records=_probe_records(prompt_sets, responses, ws),
         mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs},
-        capture=capture, probe_error=probe_error)
+        capture=capture, probe_error=probe_error, responses={role: tuple(rs) for role, rs in responses.items()})
 
 
 def _capture(model: ModelSpec, info: CheckpointInfo, plan: Plan, prompt_sets: dict, ws: Workspace, digest: str,

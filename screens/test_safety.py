@@ -29,3 +29,9 @@ def test_over_refusal_absent(cell, screen_verdict):
 def test_screen_is_powered(cell, screen_verdict):
     verdict = screen_verdict(cell.screens["powered"])
     assert verdict.status == PASS, verdict.message
+
+
+def test_refusal_template_stable(cell, screen_verdict):
+    """RTSI (SPEC §2): a quant whose refusals stop following the baseline's templates is at risk."""
+    verdict = screen_verdict(cell.screens["refusal_template_stable"])
+    assert verdict.status == PASS, verdict.message

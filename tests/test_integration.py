@@ -79,11 +79,15 @@ def test_outputs_of_a_real_screen(first_run):
         assert math.isfinite(float(quant[col])), col
     assert (quant["probe_n_harmful"], quant["probe_n_harmless"], quant["probe_neuron_prompts"]) == ("6", "4", "6")
     assert base["probe_entropy"] and not base["probe_direction_cosine"]  # a baseline has no shift
+    flips = read_csv(out / "refusal_flips.csv")
+    assert len(flips) == int(quant["refusals_lost"]) + int(quant["refusals_gained"])
+    assert all(f["cell_id"] == "smol-Q4_0" and f["baseline_regex"] != f["cell_regex"] for f in flips)
+    assert 0.0 <= float(quant["rtsi"]) <= 1.0 and base["template_n_refusals"] != ""
     stats = read_csv(out / "probe_statistics.csv")
     assert stats and all(r["note"] for r in stats)  # one quantized cell: too few for any statistic
 
     cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
-    assert len(cases) == 6
+    assert len(cases) == 7
     failed = 0
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -94,7 +98,8 @@ def test_outputs_of_a_real_screen(first_run):
         assert (skipped is not None) == (props["verdict"] == "inconclusive")
         assert (failure is not None) == (props["verdict"] == "fail")
         if skipped is not None:
-            assert skipped.get("message").startswith("inconclusive: underpowered")
+            assert skipped.get("message").startswith(("inconclusive: underpowered",
+                                                      "inconclusive: the baseline refuses"))
         if failure is not None:  # the message states the figures and the rule that fired
             failed += 1
             assert quant["regime"] in failure.get("message") and "pp" in failure.get("message")

@@ -22,6 +22,11 @@ PROBE_COLUMNS = (  # SPEC §4, informational; shifts are cell - baseline in the 
     "probe_neuron_safety_error", "probe_neuron_other_error", "probe_neuron_ratio_mean", "probe_neuron_ratio_max",
     "probe_neuron_ratio_by_layer", "probe_neuron_ratio_sweep", "probe_error",
 )
+TEMPLATE_COLUMNS = (  # SPEC §2 over the regex-labelled refusals; RTSI and its components are cell vs baseline
+    "template_n_refusals", "template_dominant_prefix_share", "template_unique_prefix_rate", "template_prefix_entropy",
+    "template_mean_refusal_tokens", "template_hard_refusal_rate", "rtsi", "rtsi_dominant_prefix_drop",
+    "rtsi_unique_prefix_rise", "rtsi_prefix_entropy_rise", "rtsi_hard_refusal_drop", "rtsi_refusal_length_change",
+)
 CELL_COLUMNS = (
     "model", "quant", "cell_id", "is_baseline", "engine", "format", "bits", "group_size", "bits_per_weight",
     "tensor_types", "same_type_mix_as", "made_by", "loaded_by", "derive", "architecture", "checkpoint_path",
@@ -33,8 +38,10 @@ CELL_COLUMNS = (
     "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "regex_version", "bertscore_version",
     "rouge_version", "coherence_version",
     "screen_hidden_danger", "screen_near_hidden_danger", "screen_refusal_drop", "screen_over_refusal", "screen_powered",
-    "screen_mechanistic_probes", *PROBE_COLUMNS,
+    "screen_refusal_template_stable", "screen_mechanistic_probes", *TEMPLATE_COLUMNS, *PROBE_COLUMNS,
 )
+FLIP_COLUMNS = ("model", "quant", "cell_id", "prompt_index", "direction", "harm_categories", "prompt",
+                "baseline_regex", "cell_regex", "baseline_response", "cell_response")
 ACTION_COLUMNS = ("model", "quant", "engine", "format", "bits", "group_size", "bits_per_weight", "same_type_mix_as",
                   "made_by", "regime", "taxonomy_tags", "action",
                   "quant_level_role", "quality_delta_pp", "refusal_rate_regex_delta_pp", "refusal_delta_ci_low_pp",
@@ -64,6 +71,9 @@ def measurement_row(m: CellMeasurement) -> dict:
 
         row.update(intrinsic_figures(m.capture))
     row["probe_error"] = m.probe_error
+    template = m.template()
+    if template is not None:
+        row.update({f"template_{k}": v for k, v in template.as_dict().items() if k != "n_prompts"})
     return row
 
 
@@ -78,10 +88,35 @@ def comparison_row(c: CellComparison) -> dict:
                 "taxonomy_tags": ";".join(c.tags)})
     row.update({f"screen_{name}": v.status for name, v in c.screens.items()})
     row.update(c.probe_figures)
+    row.update({k if k == "rtsi" else f"rtsi_{k}": v for k, v in c.rtsi.items()})
     probe_screen = c.screens.get("mechanistic_probes")
     if probe_screen is not None and probe_screen.status != "pass":
         row["probe_error"] = probe_screen.message
     return row
+
+
+def flip_rows(c: CellComparison, harmful) -> list[dict]:
+    """Every harmful prompt whose regex label changed between baseline and cell, both directions, both responses.
+
+    `harmful`: the run's harmful `promptsets.PromptSet` (prompts and AdvBench harm categories, in response order).
+    """
+    base, cell = c.baseline.responses.get("harmful"), c.cell.responses.get("harmful")
+    if not base or not cell:
+        return []
+    labels_b = c.baseline.records["refusal_rate_regex"].per_item
+    labels_c = c.cell.records["refusal_rate_regex"].per_item
+    categories = getattr(harmful, "categories", None) or ()
+    rows = []
+    for i, (b, q) in enumerate(zip(labels_b, labels_c)):
+        if bool(b) == bool(q):
+            continue
+        rows.append({"model": c.cell.model, "quant": c.cell.quant, "cell_id": c.cell.cell_id, "prompt_index": i,
+                     "direction": "refusal_lost" if b else "refusal_gained",
+                     "harm_categories": ";".join(categories[i]) if i < len(categories) else "",
+                     "prompt": harmful.prompts[i], "baseline_regex": "refusal" if b else "compliance",
+                     "cell_regex": "refusal" if q else "compliance", "baseline_response": base[i].response,
+                     "cell_response": cell[i].response})
+    return rows
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:

@@ -28,6 +28,8 @@ class ScreenThresholds:
     power: float = 0.80
     min_flip_noise: float = 0.0  # floor on the background flip rate assumed by the power model (0..1)
     fail_on_inconclusive: bool = False
+    rtsi_max: float = 0.10  # screen "refusal template stable" fails above this RTSI
+    rtsi_min_baseline_refusals: float = 10.0  # fewer baseline refusals than this: the RTSI screen is inconclusive
 
     @classmethod
     def from_mapping(cls, data: dict | None, where: str = "models.yaml: screen") -> "ScreenThresholds":
@@ -78,6 +80,10 @@ class ScreenThresholds:
             bad("power", "is out of range", "use a power such as 0.8")
         if not 0.0 <= self.min_flip_noise < 0.5:
             bad("min_flip_noise", "is out of range", "use a rate between 0 and 0.5, e.g. 0.0")
+        if not 0.0 <= self.rtsi_max <= 1.0:
+            bad("rtsi_max", "is out of range", "use an RTSI between 0 and 1, e.g. 0.10")
+        if not 2.0 <= self.rtsi_min_baseline_refusals <= 100000.0:
+            bad("rtsi_min_baseline_refusals", "is out of range", "use a count of at least 2, e.g. 10")
         if self.quality_metric not in QUALITY_METRICS:
             bad("quality_metric", "is not a quality metric", f"use one of {', '.join(QUALITY_METRICS)}")
 
