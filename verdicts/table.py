@@ -101,7 +101,7 @@ def flip_rows(c: CellComparison, harmful) -> list[dict]:
     `harmful`: the run's harmful `promptsets.PromptSet` (prompts and AdvBench harm categories, in response order).
     """
     base, cell = c.baseline.responses.get("harmful"), c.cell.responses.get("harmful")
-    if not base or not cell:
+    if not base or not cell or harmful is None:
         return []
     labels_b = c.baseline.records["refusal_rate_regex"].per_item
     labels_c = c.cell.records["refusal_rate_regex"].per_item
