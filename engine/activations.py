@@ -58,12 +58,16 @@ def decode_hidden(rec: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(rec["hidden"]), dtype="<f4").reshape(rec["shape"])
 
 
+def text_config(model):
+    """The language model's config (a multimodal model nests it)."""
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
 def decoder_blocks(model):
     """The model's list of decoder blocks: the ModuleList as long as the configured number of layers."""
     import torch
 
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    n = getattr(config, "num_hidden_layers", None)
+    n = getattr(text_config(model), "num_hidden_layers", None)
     for _, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and n and len(module) == n:
             return module
@@ -127,8 +131,7 @@ def capture(load_model, load_tokenizer, prompts_by_role: dict, key_parts: dict, 
     forwarded = 0
     if missing:
         model, tok = load_model(), load_tokenizer()
-        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        n_layers = int(config.num_hidden_layers)
+        n_layers = int(text_config(model).num_hidden_layers)
         layers = capture_layers(n_layers, settings)
         meta = {"layers": layers, "n_layers": n_layers,
                 "direction_layer": direction_layer(n_layers, settings.direction_depth),
