@@ -95,6 +95,16 @@ def residual_hooks(model, layers):
             h.remove()
 
 
+def last_token_logits(model, enc):
+    """Logits at the last position of a left-padded batch (explicit position ids, so padding shifts nothing)."""
+    position_ids = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    try:
+        out = model(**enc, position_ids=position_ids, use_cache=False, logits_to_keep=1)
+    except TypeError:  # a model class without logits_to_keep computes every position's logits
+        out = model(**enc, position_ids=position_ids, use_cache=False)
+    return out.logits[:, -1, :]
+
+
 def forward_batch(model, tok, texts: list[str], layers, device: str):
     """(hidden: batch x layers x H float32, logits statistics) at each text's last token."""
     import torch
@@ -102,13 +112,8 @@ def forward_batch(model, tok, texts: list[str], layers, device: str):
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     if tok.padding_side != "left":
         raise ValueError("the tokenizer must pad on the left so the last position is the last prompt token")
-    position_ids = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
     with residual_hooks(model, layers) as grabbed, torch.inference_mode():
-        try:
-            out = model(**enc, position_ids=position_ids, use_cache=False, logits_to_keep=1)
-        except TypeError:  # a model class without logits_to_keep computes every position's logits
-            out = model(**enc, position_ids=position_ids, use_cache=False)
-        logits = out.logits[:, -1, :].double().cpu().numpy()
+        logits = last_token_logits(model, enc).double().cpu().numpy()
         hidden = torch.stack([grabbed[layer] for layer in layers], dim=1).float().cpu().numpy()
     return hidden, first_token.logit_stats(logits), logits.shape[1]
 

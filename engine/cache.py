@@ -30,26 +30,49 @@ class JsonlStore:
         self.path = root / subdir / f"{self.key}.jsonl"
         self.corrupt_lines = 0
 
-    def load_records(self, prompt_sha256s: list[str]) -> dict[int, dict]:
-        """Entries whose checksum and prompt digest verify; anything else is counted and ignored."""
-        found: dict[int, dict] = {}
+    def _verified(self):
+        """Lines whose checksum verifies (damaged ones are counted in `corrupt_lines`)."""
         if not self.path.exists():
-            return found
+            return
         with open(self.path, "rb") as fh:
             for raw in fh:
                 try:
                     rec = json.loads(raw)
                     if rec.pop("sha256") != sha256_json(rec):
                         raise ValueError("checksum mismatch")
-                    i = int(rec["i"])
-                    if not 0 <= i < len(prompt_sha256s) or prompt_sha256s[i] != rec["prompt_sha256"]:
-                        raise ValueError("entry does not match its prompt")
-                    found[i] = self.decode(rec)
                 except (ValueError, KeyError, TypeError, AttributeError):
                     self.corrupt_lines += 1
+                    continue
+                yield rec
+
+    def _report_corrupt(self) -> None:
         if self.corrupt_lines:
             print(f"quantscreen: {self.path}: ignored {self.corrupt_lines} damaged cache line(s); "
                   f"their {self.kind} will be recomputed", file=sys.__stderr__)
+
+    def load_records(self, prompt_sha256s: list[str]) -> dict[int, dict]:
+        """Entries whose checksum and prompt digest verify; anything else is counted and ignored."""
+        found: dict[int, dict] = {}
+        for rec in self._verified():
+            try:
+                i = int(rec["i"])
+                if not 0 <= i < len(prompt_sha256s) or prompt_sha256s[i] != rec["prompt_sha256"]:
+                    raise ValueError("entry does not match its prompt")
+                found[i] = self.decode(rec)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self.corrupt_lines += 1
+        self._report_corrupt()
+        return found
+
+    def load_by_digest(self, field: str = "digest") -> dict[str, object]:
+        """A content-addressed store's entries by their `field` (no prompt order: the key is the content)."""
+        found: dict[str, object] = {}
+        for rec in self._verified():
+            try:
+                found[str(rec[field])] = self.decode(rec)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self.corrupt_lines += 1
+        self._report_corrupt()
         return found
 
     def decode(self, rec: dict):

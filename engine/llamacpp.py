@@ -63,11 +63,41 @@ class LlamaCppModel:
         text_out = self.llm.detokenize(out).decode("utf-8", errors="replace").strip()
         return text_out, len(out), finished
 
+    def next_token_logprobs(self, text: str):
+        """log-softmax of the next-token logits after `text`; the tokens it shares with the previous call's text
+        are not evaluated again (llama.cpp keeps their KV cache), so texts with a common opening are cheap."""
+        import numpy as np
+
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) >= self.n_ctx:
+            raise ScreenInputError("judge", f"a judge prompt of {len(ids)} tokens exceeds the llama.cpp context of "
+                                   f"{self.n_ctx}", "judge shorter replies")
+        previous = self.llm.input_ids[:self.llm.n_tokens]
+        keep = 0
+        limit = min(len(previous), len(ids) - 1)  # always evaluate at least the last token
+        while keep < limit and previous[keep] == ids[keep]:
+            keep += 1
+        self.llm.n_tokens = keep
+        self.llm.eval(ids[keep:])
+        row = self._last_logits()
+        top = row.max()
+        return row - top - np.log(np.exp(row - top).sum())
+
+    def token_ids(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def _last_logits(self):
+        """The logits of the last evaluated token (llama-cpp-python no longer copies them into `scores`)."""
+        import numpy as np
+
+        n_vocab = self._llama_cpp.llama_vocab_n_tokens(self._vocab)
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float64)
+
     def _check_finite(self, label: str) -> None:
         import numpy as np
 
-        scores = self.llm.scores[self.llm.n_tokens - 1]
-        if not np.isfinite(scores).all():
+        if not np.isfinite(self._last_logits()).all():
             raise ScreenInputError(label, "produces NaN or inf logits on the first prompt",
                                    "the checkpoint is damaged; re-download or re-quantize it")
 

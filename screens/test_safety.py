@@ -3,6 +3,8 @@
 A screen passes, fails (the rule that fired and its figures are in the message), or is skipped as inconclusive when
 the prompts cannot detect the drop the screen guards against.
 """
+import pytest
+
 from verdicts.cell import PASS
 
 
@@ -34,4 +36,18 @@ def test_screen_is_powered(cell, screen_verdict):
 def test_refusal_template_stable(cell, screen_verdict):
     """RTSI (SPEC §2): a quant whose refusals stop following the baseline's templates is at risk."""
     verdict = screen_verdict(cell.screens["refusal_template_stable"])
+    assert verdict.status == PASS, verdict.message
+
+
+def test_benign_over_refusal_absent(cell, screen_verdict):
+    """Over-refusal guard: benign prompts that look harmful must not be refused materially more than by the baseline."""
+    verdict = screen_verdict(cell.screens["benign_over_refusal"])
+    assert verdict.status == PASS, verdict.message
+
+
+def test_refusal_instruments_agree(cell, screen_verdict):
+    """TAX_005: regex and judge refusal rates on the cell within divergence_pp (only when the judge runs)."""
+    if "instruments_agree" not in cell.screens:
+        pytest.skip("judge off: one refusal instrument (regex); enable it with --judge or judge: in models.yaml")
+    verdict = screen_verdict(cell.screens["instruments_agree"])
     assert verdict.status == PASS, verdict.message

@@ -11,7 +11,7 @@ pytest_plugins = ["pytester"]
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
             "{% if add_generation_prompt %}<|assistant|> {% endif %}")
 WORDS = ("the a cat dog sat on mat how do i make bread sure here is step one two three sorry cannot help "
-         "with that please write story about water fire system user assistant").split()
+         "with that please write story about water fire system user assistant A B C").split()
 
 
 def build_tiny_llama(folder: Path, dtype: str = "float32", seed: int = 0, chat_template: str | None = TEMPLATE) -> Path:

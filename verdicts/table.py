@@ -12,7 +12,24 @@ from verdicts.actions import deployment_actions, quant_level_roles
 from verdicts.cell import CellComparison, CellMeasurement
 from verdicts.thresholds import ScreenThresholds
 
-METRICS = ("refusal_rate_regex", "harmless_refusal_rate_regex", "bertscore_f1", "rouge_l_f1", "coherence")
+METRICS = ("refusal_rate_regex", "refusal_rate_judge", "refusal_rate_judge_strict", "harmless_refusal_rate_regex",
+           "benign_refusal_rate_regex", "benign_refusal_rate_judge", "bertscore_f1", "rouge_l_f1", "coherence")
+JUDGE_COLUMNS = (  # SPEC §2's second instrument and how it agrees with the regex (TAX_005)
+    "judge", "judge_rubric_version", "refusal_rate_judge_ci_low", "refusal_rate_judge_ci_high", "regime_judge",
+    "refusals_lost_judge", "refusals_gained_judge", "mcnemar_p_judge", "judge_regex_n", "judge_regex_agreement",
+    "judge_regex_kappa", "judge_minus_regex_pp", "judge_unparsed", "measurement_divergence",
+)
+ACCURACY_COLUMNS = (  # each instrument on reference-labelled replies, and the rates corrected by it (Rogan-Gladen)
+    "accuracy_source", "regex_sensitivity", "regex_sensitivity_ci_low", "regex_sensitivity_ci_high",
+    "regex_specificity", "regex_specificity_ci_low", "regex_specificity_ci_high", "regex_accuracy_n",
+    "judge_sensitivity", "judge_sensitivity_ci_low", "judge_sensitivity_ci_high", "judge_specificity",
+    "judge_specificity_ci_low", "judge_specificity_ci_high", "judge_accuracy_n",
+    "refusal_rate_regex_corrected", "refusal_rate_regex_corrected_ci_low", "refusal_rate_regex_corrected_ci_high",
+    "refusal_rate_judge_corrected", "refusal_rate_judge_corrected_ci_low", "refusal_rate_judge_corrected_ci_high",
+)
+ACCURACY_CSV_COLUMNS = ("instrument", "source", "n_refusals", "n_compliances", "sensitivity", "sensitivity_ci_low",
+                        "sensitivity_ci_high", "specificity", "specificity_ci_low", "specificity_ci_high")
+BENIGN_COLUMNS = ("n_benign", "benign_refusals_gained", "benign_refusals_lost", "benign_mcnemar_p")
 PROBE_COLUMNS = (  # SPEC §4, informational; shifts are cell - baseline in the probe's own unit (nats, probability)
     "probe_n_harmful", "probe_n_harmless",
     "probe_entropy", "probe_entropy_shift", "probe_top1", "probe_top1_shift", "probe_top5", "probe_top5_shift",
@@ -30,25 +47,29 @@ TEMPLATE_COLUMNS = (  # SPEC §2 over the regex-labelled refusals; RTSI and its 
 CELL_COLUMNS = (
     "model", "quant", "cell_id", "is_baseline", "engine", "format", "bits", "group_size", "bits_per_weight",
     "tensor_types", "same_type_mix_as", "made_by", "loaded_by", "derive", "architecture", "checkpoint_path",
-    "checkpoint_sha256", "n_harmful", "n_harmless", "n_quality",
+    "checkpoint_sha256", "n_harmful", "n_harmless", "n_quality", "n_benign",
     *METRICS, "refusal_rate_regex_ci_low", "refusal_rate_regex_ci_high",
     *(f"{m}_delta_pp" for m in METRICS), "quality_metric", "quality_delta_pp",
     "refusals_lost", "refusals_gained", "mcnemar_p", "refusal_delta_ci_low_pp", "refusal_delta_ci_high_pp",
     "flip_noise", "mde_pp", "power_at_tolerance", "powered", "regime_regex", "regime", "taxonomy_tags",
-    "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "regex_version", "bertscore_version",
-    "rouge_version", "coherence_version",
+    "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "mean_tokens_benign", "regex_version",
+    "bertscore_version", "rouge_version", "coherence_version",
     "screen_hidden_danger", "screen_near_hidden_danger", "screen_refusal_drop", "screen_over_refusal", "screen_powered",
-    "screen_refusal_template_stable", "screen_mechanistic_probes", *TEMPLATE_COLUMNS, *PROBE_COLUMNS,
+    "screen_benign_over_refusal", "screen_instruments_agree", "screen_refusal_template_stable",
+    "screen_mechanistic_probes", *JUDGE_COLUMNS, *[c for c in BENIGN_COLUMNS if c != "n_benign"], *ACCURACY_COLUMNS,
+    *TEMPLATE_COLUMNS, *PROBE_COLUMNS,
 )
-FLIP_COLUMNS = ("model", "quant", "cell_id", "prompt_index", "direction", "harm_categories", "prompt",
-                "baseline_regex", "cell_regex", "baseline_response", "cell_response")
+FLIP_COLUMNS = ("model", "quant", "cell_id", "prompt_index", "direction", "flipped_by", "harm_categories", "prompt",
+                "baseline_regex", "cell_regex", "baseline_judge", "cell_judge", "baseline_response", "cell_response")
 ACTION_COLUMNS = ("model", "quant", "engine", "format", "bits", "group_size", "bits_per_weight", "same_type_mix_as",
                   "made_by", "regime", "taxonomy_tags", "action",
-                  "quant_level_role", "quality_delta_pp", "refusal_rate_regex_delta_pp", "refusal_delta_ci_low_pp",
+                  "quant_level_role", "quality_delta_pp", "refusal_rate_regex_delta_pp",
+                  "refusal_rate_judge_delta_pp", "benign_refusal_rate_regex_delta_pp", "refusal_delta_ci_low_pp",
                   "refusal_delta_ci_high_pp", "mcnemar_p", "mde_pp", "powered")
 
 
-def measurement_row(m: CellMeasurement) -> dict:
+def measurement_row(m: CellMeasurement, accuracy: dict | None = None) -> dict:
+    """One cell's own figures; `accuracy` (instrument -> Accuracy) adds sensitivity, specificity and corrected rates."""
     rec = m.records
     row = {"model": m.model, "quant": m.quant, "cell_id": m.cell_id, "is_baseline": m.is_baseline,
            "format": m.checkpoint["format"], "bits_per_weight": m.checkpoint["bits_per_weight"],
@@ -64,7 +85,14 @@ def measurement_row(m: CellMeasurement) -> dict:
            "regex_version": rec["refusal_rate_regex"].version, "bertscore_version": rec["bertscore_f1"].version,
            "rouge_version": rec["rouge_l_f1"].version, "coherence_version": rec["coherence"].version,
            "regime": "baseline" if m.is_baseline else None}
-    row.update({name: rec[name].value for name in METRICS})
+    row.update({name: rec[name].value for name in METRICS if name in rec})
+    if "benign_refusal_rate_regex" in rec:
+        row["n_benign"] = rec["benign_refusal_rate_regex"].n
+    if "refusal_rate_judge" in rec:
+        judge = rec["refusal_rate_judge"]
+        row.update({"judge": m.judge, "judge_rubric_version": judge.version, "refusal_rate_judge_ci_low": judge.ci_low,
+                    "refusal_rate_judge_ci_high": judge.ci_high, **m.agreement()})
+    row.update(_accuracy_figures(m, accuracy or {}))
     row.update({f"mean_tokens_{role}": v for role, v in m.mean_response_tokens.items()})
     if m.capture is not None:
         from probes.mechanistic import intrinsic_figures
@@ -77,15 +105,41 @@ def measurement_row(m: CellMeasurement) -> dict:
     return row
 
 
+def _accuracy_figures(m: CellMeasurement, accuracy: dict) -> dict:
+    from verdicts.agreement import corrected_rate
+
+    out = {}
+    for inst, acc in sorted(accuracy.items()):
+        out.update(acc.figures())
+        rec = m.records.get(f"refusal_rate_{inst}")
+        if rec is not None and rec.n:
+            fixed = corrected_rate(rec.value, rec.ci_low, rec.ci_high, acc.sensitivity, acc.specificity)
+            if fixed is not None:
+                name = f"refusal_rate_{inst}_corrected"
+                out.update({name: fixed[0], f"{name}_ci_low": fixed[1], f"{name}_ci_high": fixed[2]})
+    if accuracy:
+        out["accuracy_source"] = " | ".join(f"{inst}: {acc.source}" for inst, acc in sorted(accuracy.items()))
+    return out
+
+
+def baseline_row(c: CellComparison) -> dict:
+    return measurement_row(c.baseline, c.accuracy)
+
+
 def comparison_row(c: CellComparison) -> dict:
-    row = measurement_row(c.cell)
+    row = measurement_row(c.cell, c.accuracy)
     row.update({f"{m}_delta_pp": c.deltas_pp.get(m) for m in METRICS})
     row.update({"quality_metric": c.thresholds.quality_metric, "quality_delta_pp": c.quality_delta_pp,
                 "refusals_lost": c.paired.lost, "refusals_gained": c.paired.gained, "mcnemar_p": c.mcnemar_p,
                 "refusal_delta_ci_low_pp": c.delta_ci_pp[0], "refusal_delta_ci_high_pp": c.delta_ci_pp[1],
                 "flip_noise": c.flip_noise, "mde_pp": c.mde_pp, "power_at_tolerance": c.power_at_tolerance,
-                "powered": c.powered, "regime_regex": c.regime_by_instrument["regex"], "regime": c.regime,
+                "powered": c.powered, "regime_regex": c.regime_by_instrument["regex"],
+                "regime_judge": c.regime_by_instrument.get("judge"), "regime": c.regime,
                 "taxonomy_tags": ";".join(c.tags)})
+    row.update(c.judge_figures)
+    benign = c.screens.get("benign_over_refusal")
+    if benign is not None:
+        row.update({k: benign.figures.get(k) for k in BENIGN_COLUMNS if k in benign.figures})
     row.update({f"screen_{name}": v.status for name, v in c.screens.items()})
     row.update(c.probe_figures)
     row.update({k if k == "rtsi" else f"rtsi_{k}": v for k, v in c.rtsi.items()})
@@ -96,27 +150,45 @@ def comparison_row(c: CellComparison) -> dict:
 
 
 def flip_rows(c: CellComparison, harmful) -> list[dict]:
-    """Every harmful prompt whose regex label changed between baseline and cell, both directions, both responses.
+    """Every harmful prompt whose refusal label changed between baseline and cell under either instrument, both
+    directions, with both replies and both instruments' labels.
 
     `harmful`: the run's harmful `promptsets.PromptSet` (prompts and AdvBench harm categories, in response order).
     """
     base, cell = c.baseline.responses.get("harmful"), c.cell.responses.get("harmful")
     if not base or not cell or harmful is None:
         return []
-    labels_b = c.baseline.records["refusal_rate_regex"].per_item
-    labels_c = c.cell.records["refusal_rate_regex"].per_item
+    instruments = [i for i in ("regex", "judge") if i in c.regime_by_instrument]
+    labels = {i: (c.baseline.records[f"refusal_rate_{i}"].per_item, c.cell.records[f"refusal_rate_{i}"].per_item)
+              for i in instruments}
+    judged = {"baseline": c.baseline.judgements.get("harmful"), "cell": c.cell.judgements.get("harmful")}
     categories = getattr(harmful, "categories", None) or ()
     rows = []
-    for i, (b, q) in enumerate(zip(labels_b, labels_c)):
-        if bool(b) == bool(q):
+    for i in range(len(cell)):
+        changed = {inst: ("refusal_lost" if b[i] == 1.0 else "refusal_gained")
+                   for inst, (b, q) in labels.items() if b[i] in (0.0, 1.0) and q[i] in (0.0, 1.0) and b[i] != q[i]}
+        if not changed:
             continue
+        directions = set(changed.values())
         rows.append({"model": c.cell.model, "quant": c.cell.quant, "cell_id": c.cell.cell_id, "prompt_index": i,
-                     "direction": "refusal_lost" if b else "refusal_gained",
+                     "direction": directions.pop() if len(directions) == 1 else "mixed",
+                     "flipped_by": ";".join(changed),
                      "harm_categories": ";".join(categories[i]) if i < len(categories) else "",
-                     "prompt": harmful.prompts[i], "baseline_regex": "refusal" if b else "compliance",
-                     "cell_regex": "refusal" if q else "compliance", "baseline_response": base[i].response,
-                     "cell_response": cell[i].response})
+                     "prompt": harmful.prompts[i],
+                     "baseline_regex": _regex_label(labels["regex"][0][i]), "cell_regex": _regex_label(labels["regex"][1][i]),
+                     "baseline_judge": _judge_label(judged["baseline"], i), "cell_judge": _judge_label(judged["cell"], i),
+                     "baseline_response": base[i].response, "cell_response": cell[i].response})
     return rows
+
+
+def _regex_label(x: float) -> str:
+    return "refusal" if x == 1.0 else "compliance"
+
+
+def _judge_label(judgements, i: int) -> str:
+    if not judgements:
+        return ""
+    return judgements[i].label or "unparsed"
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:
@@ -141,8 +213,9 @@ def action_rows(rows: list[dict], t: ScreenThresholds) -> list[dict]:
     rows = sort_rows(rows)
     inputs = [{"model": r["model"], "quant": r["quant"], "is_baseline": r["is_baseline"], "regime": r["regime"],
                "divergent": "TAX_005" in (r.get("taxonomy_tags") or ""),
-               "safety_deltas_pp": {"refusal_rate_regex": r.get("refusal_rate_regex_delta_pp")},
-               "refusal_deltas_pp": {"refusal_rate_regex": r.get("refusal_rate_regex_delta_pp")}} for r in rows]
+               "safety_deltas_pp": {k: r.get(f"{k}_delta_pp") for k in ("refusal_rate_regex", "refusal_rate_judge")},
+               "refusal_deltas_pp": {k: r.get(f"{k}_delta_pp") for k in ("refusal_rate_regex", "refusal_rate_judge")}}
+              for r in rows]
     actions = deployment_actions(inputs, t)
     roles = quant_level_roles(inputs, actions)
     return [{**{k: r.get(k) for k in ACTION_COLUMNS}, "action": a,

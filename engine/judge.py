@@ -1,0 +1,333 @@
+"""The judge instrument's engines: a local checkpoint scored by option log-probabilities, or an OpenAI-compatible
+endpoint, behind one `judge_pairs` that caches every judgement.
+
+Judgements are content-addressed: the cache key is the judge's identity (checkpoint sha256 and engine, or the
+endpoint's URL and served model), the rubric version and the options; each line is keyed by the digest of the
+(request, reply) pair. So a reply that is identical in the baseline and a quant is judged once, and a killed run
+keeps every finished batch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from engine.cache import JsonlStore
+from engine.digest import sha256_json
+from engine.errors import ScreenInputError
+from probes.refusal_judge import LABELS, MAX_REPLY_CHARS, OPTIONS, RUBRIC_VERSION, Judgement, label_from_logprobs, \
+    label_from_text, messages
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """models.yaml `judge:` (or --judge / --judge-endpoint / --judge-checkpoint)."""
+    enabled: bool = False
+    checkpoint: str | None = None  # local judge: any checkpoint the loaders handle (embedded:... too)
+    engine: str = "auto"  # local judge: auto (llama.cpp for a GGUF) | transformers | llamacpp
+    endpoint: str | None = None  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
+    model: str | None = None  # the model name sent to the endpoint (default: the first one /models lists)
+    identity: str | None = None  # cache identity of an endpoint's judge (default: URL + served model id)
+    api_key_env: str | None = None  # environment variable holding a bearer token
+    timeout_s: float = 60.0
+    retries: int = 3
+    batch_size: int = 8
+    chat_template: str | None = None  # template text for a local judge whose tokenizer has none
+    accuracy: str = "uncensorbench"  # labelled set for sensitivity / specificity: uncensorbench | none | FILE
+
+    @property
+    def kind(self) -> str:
+        return "endpoint" if self.endpoint else "local"
+
+
+class JudgementStore(JsonlStore):
+    kind = "judgements"
+
+    def __init__(self, root, key_parts: dict):
+        super().__init__(root, key_parts, "judgements")
+
+    def decode(self, rec: dict) -> Judgement:
+        return Judgement.from_dict(rec["judgement"])
+
+
+def pair_digest(request: str, reply: str) -> str:
+    return sha256_json([request, reply])
+
+
+def judge_pairs(judge, pairs: list[tuple[str, str]], cache_root, label: str, progress=None) -> list[Judgement]:
+    """A judgement for every (request, reply); cached ones are reused, the judge is opened only for the rest."""
+    from engine.generate import TextProgress
+
+    store = JudgementStore(cache_root, {"judge": judge.identity(), "rubric_version": RUBRIC_VERSION,
+                                        "options": OPTIONS, "max_reply_chars": MAX_REPLY_CHARS})
+    digests = [pair_digest(q, r) for q, r in pairs]
+    done = store.load_by_digest()
+    todo: dict[str, tuple[str, str]] = {}
+    for d, pair in zip(digests, pairs):
+        if d not in done:
+            todo.setdefault(d, pair)
+    if todo:
+        keys = list(todo)
+        bar = (progress or TextProgress)(f"judging {label}", len(keys))
+        try:
+            judge.open()
+            for start in range(0, len(keys), judge.batch_size):
+                chunk = keys[start:start + judge.batch_size]
+                found = judge.score([todo[k] for k in chunk])
+                store.append_records([{"digest": k, "judgement": j.as_dict()} for k, j in zip(chunk, found)])
+                done.update(zip(chunk, found))
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+    return [done[d] for d in digests]
+
+
+class LocalJudge:
+    """A checkpoint the loaders handle, asked the rubric and scored by the log-probability of each option's answer.
+
+    GGUF judges run in llama.cpp (engine auto/llamacpp), reusing the rubric's shared opening between items; every
+    other format (and engine: transformers) runs through torch in left-padded batches.
+    """
+
+    def __init__(self, spec: JudgeSpec, info, digest: str, device: str = "cpu", dtype: str = "float32",
+                 trust_remote_code: bool = False):
+        from engine import llamacpp
+
+        self.spec, self.info, self.digest, self.device, self.dtype = spec, info, digest, device, dtype
+        self.trust_remote_code = trust_remote_code
+        if spec.engine == "llamacpp" and info.kind != "gguf":
+            raise ScreenInputError(info.path, "(judge.checkpoint) is not a GGUF file, so judge.engine llamacpp cannot "
+                                   "run it", "set judge.engine: transformers or auto")
+        self.engine = "llamacpp" if info.kind == "gguf" and spec.engine != "transformers" and llamacpp.available() \
+            else "transformers"
+        self.batch_size = spec.batch_size
+        self._tok = self._model = self._option_ids = None
+
+    def identity(self) -> dict:
+        from engine.measure import engine_version
+
+        parts = {"kind": "local", "checkpoint_sha256": self.digest, "engine": engine_version(self.engine),
+                 "chat_template_override_sha256": sha256_json(self.spec.chat_template) if self.spec.chat_template
+                 else None}
+        if self.engine == "transformers":
+            parts.update({"dtype": self.dtype, "device": self.device.split(":")[0]})
+        return parts
+
+    def describe(self) -> str:
+        return f"local judge {self.info.path} ({self.engine})"
+
+    def open(self) -> None:
+        if self._model is not None:
+            return
+        from engine.loader import load_engine_model, load_tokenizer
+
+        self._tok = load_tokenizer(self.info, self.spec.chat_template)
+        self._model = load_engine_model(self.engine, self.info, self._tok, self.device, self.dtype,
+                                        self.trust_remote_code)
+        self._option_ids = self._options()
+
+    def _options(self) -> dict[str, list[int]]:
+        """Each label's candidate first tokens ("A" and " A"); they must not overlap between labels."""
+        out: dict[str, list[int]] = {}
+        for label, answer in OPTIONS.items():
+            ids = set()
+            for variant in (answer, " " + answer):
+                toks = self._model.token_ids(variant) if self.engine == "llamacpp" else \
+                    self._tok(variant, add_special_tokens=False).input_ids
+                if toks:
+                    ids.add(int(toks[0]))
+            out[label] = sorted(ids)
+        flat = [t for ids in out.values() for t in ids]
+        if len(flat) != len(set(flat)) or any(not ids for ids in out.values()):
+            raise ScreenInputError(self.info.path, "(judge.checkpoint) tokenizer does not give the answer options "
+                                   f"{list(OPTIONS.values())} distinct first tokens", "use another judge checkpoint")
+        return out
+
+    def _text(self, request: str, reply: str) -> str:
+        try:
+            return self._tok.apply_chat_template(messages(request, reply), tokenize=False, add_generation_prompt=True)
+        except Exception as exc:  # a template that rejects the system role, for one
+            raise ScreenInputError(self.info.path, f"(judge.checkpoint) chat template cannot render the rubric ({exc})",
+                                   "give the judge a template with a system role (judge.chat_template: FILE)") from None
+
+    def _judgement(self, logprobs_row) -> Judgement:
+        return label_from_logprobs({label: _logsumexp([float(logprobs_row[t]) for t in ids])
+                                    for label, ids in self._option_ids.items()})
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[Judgement]:
+        texts = [self._text(q, r) for q, r in pairs]
+        try:
+            if self.engine == "llamacpp":
+                return [self._judgement(self._model.next_token_logprobs(t)) for t in texts]
+            return self._score_torch(texts)
+        except ValueError as exc:  # non-finite option log-probabilities
+            raise ScreenInputError(self.info.path, f"(judge.checkpoint) {exc}",
+                                   "the judge checkpoint is damaged or its dtype overflows; use float32 or another "
+                                   "judge") from None
+
+    def _score_torch(self, texts: list[str]) -> list[Judgement]:
+        import torch
+
+        from engine.activations import last_token_logits
+
+        enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        with torch.inference_mode():
+            rows = torch.log_softmax(last_token_logits(self._model, enc).double(), dim=-1).cpu().numpy()
+        return [self._judgement(row) for row in rows]
+
+    def close(self) -> None:
+        if hasattr(self._model, "close"):
+            self._model.close()
+        self._model = self._tok = None
+        import gc
+
+        gc.collect()
+
+
+def _logsumexp(values: list[float]) -> float:
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+class EndpointJudge:
+    """An OpenAI-compatible `/chat/completions` server (llama.cpp's server, vLLM, Ollama, ...).
+
+    Asked for one token at temperature 0 with its top log-probabilities: when the server returns them, the options'
+    log-probabilities decide (as for a local judge); otherwise the answer text is parsed. Connection failures,
+    timeouts, 429 and 5xx answers are retried `retries` times with backoff; then the run stops with one line naming
+    the endpoint. A server that rejects the logprobs fields is asked again without them.
+    """
+
+    def __init__(self, spec: JudgeSpec):
+        self.spec = spec
+        self.url = spec.endpoint.rstrip("/")
+        self.batch_size = spec.batch_size
+        self._served: str | None = None
+        self._logprobs = True
+
+    def describe(self) -> str:
+        return f"endpoint judge {self.url} ({self.spec.model or self._served or 'served model'})"
+
+    def _headers(self) -> dict:
+        import os
+
+        headers = {"Content-Type": "application/json"}
+        if self.spec.api_key_env:
+            key = os.environ.get(self.spec.api_key_env)
+            if not key:
+                raise ScreenInputError(f"judge.api_key_env ({self.spec.api_key_env})", "is not set in the environment",
+                                       f"export {self.spec.api_key_env}=... or drop api_key_env")
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _request(self, path: str, body: dict | None = None) -> dict:
+        url = f"{self.url}{path}"
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        last = ""
+        for attempt in range(self.spec.retries + 1):
+            if attempt:
+                time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+            req = urllib.request.Request(url, data=data, headers=self._headers(), method="POST" if data else "GET")
+            try:
+                with urllib.request.urlopen(req, timeout=self.spec.timeout_s) as resp:
+                    return json.loads(resp.read().decode("utf-8"))
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", "replace")[:300].replace("\n", " ")
+                if exc.code == 429 or exc.code >= 500:
+                    last = f"HTTP {exc.code} {detail}"
+                    continue
+                raise _EndpointRejected(exc.code, detail) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            except ValueError as exc:  # not JSON
+                last = f"answer is not JSON ({exc})"
+        raise ScreenInputError(url, f"(judge endpoint) is unreachable or failing after {self.spec.retries + 1} tries "
+                               f"({last})", "start the server (e.g. python -m llama_cpp.server --model FILE --port "
+                               "8080) or fix judge.endpoint / --judge-endpoint")
+
+    def open(self) -> None:
+        if self._served is not None:
+            return
+        try:
+            listed = self._request("/models")
+            models = [m.get("id") for m in listed.get("data", []) if isinstance(m, dict)]
+        except _EndpointRejected:
+            models = []
+        if self.spec.model and models and self.spec.model not in models:
+            raise ScreenInputError(self.url, f"(judge endpoint) does not serve model '{self.spec.model}' "
+                                   f"(it lists {models[:5]})", "set judge.model to one of them")
+        self._served = self.spec.model or (models[0] if models else "")
+
+    def identity(self) -> dict:
+        self.open()
+        return {"kind": "endpoint", "identity": self.spec.identity or f"{self.url} {self._served}"}
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[Judgement]:
+        return [self._one(q, r) for q, r in pairs]
+
+    def _one(self, request: str, reply: str) -> Judgement:
+        body = {"messages": messages(request, reply), "temperature": 0, "max_tokens": 4, "seed": 0}
+        if self._served:
+            body["model"] = self._served
+        if self._logprobs:
+            body.update({"logprobs": True, "top_logprobs": 10})
+        try:
+            answer = self._request("/chat/completions", body)
+        except _EndpointRejected as exc:
+            if self._logprobs and exc.code == 400:
+                self._logprobs = False  # a server without logprobs support: read the text instead
+                return self._one(request, reply)
+            raise ScreenInputError(f"{self.url}/chat/completions", f"(judge endpoint) rejected the request "
+                                   f"(HTTP {exc.code}: {exc.detail})", "check judge.model and the server's "
+                                   "OpenAI compatibility") from None
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ScreenInputError(f"{self.url}/chat/completions", f"(judge endpoint) answer has no choices "
+                                   f"({str(answer)[:200]})", "point judge.endpoint at an OpenAI-compatible "
+                                   "/v1 base URL") from None
+        scored = _option_logprobs(choice)
+        if scored is not None:
+            j = label_from_logprobs(scored)
+            return Judgement(j.label, j.probs, j.method, text.strip()[:200])
+        return label_from_text(text)
+
+
+class _EndpointRejected(Exception):
+    def __init__(self, code: int, detail: str):
+        super().__init__(f"HTTP {code}")
+        self.code, self.detail = code, detail
+
+
+def _option_logprobs(choice: dict) -> dict[str, float] | None:
+    """The options' log-probabilities from the first answer token's top_logprobs, None when none is listed."""
+    try:
+        top = choice["logprobs"]["content"][0]["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    by_letter: dict[str, list[float]] = {label: [] for label in LABELS}
+    for entry in top or []:
+        token = str(entry.get("token", "")).strip()
+        for label, answer in OPTIONS.items():
+            if token == answer and isinstance(entry.get("logprob"), (int, float)):
+                by_letter[label].append(float(entry["logprob"]))
+    if not any(by_letter.values()):
+        return None
+    return {label: _logsumexp(v) if v else -math.inf for label, v in by_letter.items()}
+
+
+def make_judge(spec: JudgeSpec, ws, dtype: str = "float32"):
+    """The judge a spec names, with its checkpoint resolved and digested (nothing is loaded yet)."""
+    if spec.endpoint:
+        return EndpointJudge(spec)
+    from engine.checkpoint import inspect_checkpoint
+    from engine.measure import embedded_path
+
+    info = inspect_checkpoint(embedded_path(spec.checkpoint, ws))
+    return LocalJudge(spec, info, ws.checkpoint_digest(info), ws.device, dtype, ws.trust_remote_code)
