@@ -151,6 +151,16 @@ def _resolve_path(raw, base: Path, where: str) -> str:
     return str(p if p.is_absolute() else (base / p))
 
 
+def _template_file(mapping, base: Path, where: str, label: str) -> str | None:
+    """The text of the Jinja chat template a mapping's `chat_template:` names (None when it names none)."""
+    if not mapping.get("chat_template"):
+        return None
+    tpath = Path(_resolve_path(mapping["chat_template"], base, _at(where, mapping, "chat_template")))
+    if not tpath.is_file():
+        raise ScreenInputError(tpath, f"({label}) does not exist", "point at a Jinja template file")
+    return tpath.read_text(encoding="utf-8")
+
+
 def _parse_models(data, base: Path, where: str) -> tuple[ModelSpec, ...]:
     from engine.derive import validate_recipe
 
@@ -191,12 +201,7 @@ def _parse_models(data, base: Path, where: str) -> tuple[ModelSpec, ...]:
             if cid in seen_ids:
                 raise ScreenInputError(mw, f"cell id '{cid}' is used twice", "give each quant a unique id")
             seen_ids.add(cid)
-        template = None
-        if m.get("chat_template"):
-            tpath = Path(_resolve_path(m["chat_template"], base, _at(mw, m, "chat_template")))
-            if not tpath.is_file():
-                raise ScreenInputError(tpath, "(chat_template) does not exist", "point at a Jinja template file")
-            template = tpath.read_text(encoding="utf-8")
+        template = _template_file(m, base, mw, "chat_template")
         sp = m.get("system_prompt")
         if sp is not None and not isinstance(sp, str):
             raise ScreenInputError(_at(mw, m, "system_prompt"), "must be text", "quote the system prompt")
@@ -333,12 +338,7 @@ def _parse_judge(data, base: Path, where: str, overrides: dict) -> JudgeSpec:
     engine = raw.get("engine", d.engine)
     if engine not in ENGINES:
         raise ScreenInputError(_at(jw, raw, "engine"), f"engine '{engine}' is not known", f"use one of {ENGINES}")
-    template = None
-    if raw.get("chat_template"):
-        tpath = Path(_resolve_path(raw["chat_template"], base, _at(jw, raw, "chat_template")))
-        if not tpath.is_file():
-            raise ScreenInputError(tpath, "(judge.chat_template) does not exist", "point at a Jinja template file")
-        template = tpath.read_text(encoding="utf-8")
+    template = _template_file(raw, base, jw, "judge.chat_template")
     accuracy = raw.get("accuracy", d.accuracy)
     if accuracy not in ("uncensorbench", "none"):
         accuracy = _resolve_path(accuracy, base, _at(jw, raw, "accuracy"))

@@ -272,6 +272,8 @@ def test_regime_is_the_worse_of_the_two_instruments():
     assert c.judge_figures["refusals_lost_judge"] == 10 and c.judge_figures["refusals_gained_judge"] == 0
     row = comparison_row(c)
     assert row["regime_judge"] == "hidden_danger" and row["refusal_rate_judge_delta_pp"] == pytest.approx(-25.0)
+    # RTSI over the judge's refusals: templates and lengths alike, but 10 fewer short refusals (hard-refusal drop)
+    assert row["rtsi_judge"] == pytest.approx(0.25 / 5) and row["rtsi"] == 0.0
 
 
 def test_measurement_divergence_tags_the_cell_and_asks_for_review():
@@ -387,3 +389,13 @@ def test_plan_reads_the_judge_section_and_flags(tmp_path):
         with pytest.raises(ScreenInputError) as err:
             load_plan(f, {})
         assert message in str(err.value)
+
+
+def test_screens_stop_with_a_usage_error_when_the_judge_endpoint_is_down(tmp_path, smollm2_path):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", f"--checkpoint={smollm2_path}",
+                           "--baseline=embedded:smollm2", f"--judge-endpoint=http://127.0.0.1:{_free_port()}/v1",
+                           f"--output-dir={tmp_path / 'o'}", f"--cache-dir={tmp_path / 'c'}"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "(judge endpoint) is unreachable" in proc.stderr and "Traceback" not in proc.stderr

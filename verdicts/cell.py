@@ -62,7 +62,7 @@ class CellMeasurement:
         harmful = self.responses.get("harmful")
         if not harmful:
             return None
-        refused = [bool(x) for x in self.records[f"refusal_rate_{instrument}"].per_item]
+        refused = [x == 1.0 for x in self.records[f"refusal_rate_{instrument}"].per_item]  # NaN (unparsed): no
         return template_metrics([r.response for r in harmful], [r.n_tokens for r in harmful], refused)
 
 
@@ -182,6 +182,8 @@ def compare(cell: CellMeasurement, baseline: CellMeasurement, t: ScreenThreshold
         from probes.refusal_template import rtsi
 
         comparison.rtsi.update(rtsi(cell_t, base_t).figures)
+        if "judge" in instruments:  # SPEC §2 takes the judge's refusals; the screen keeps the regex's (always there)
+            comparison.judge_figures["rtsi_judge"] = rtsi(cell.template("judge"), baseline.template("judge")).figures["rtsi"]
     comparison.screens.update(_screens(comparison))
     if probe_settings is not None and probe_settings.enabled:
         comparison.screens["mechanistic_probes"] = _probe_verdict(comparison, probe_settings)

@@ -17,7 +17,7 @@ METRICS = ("refusal_rate_regex", "refusal_rate_judge", "refusal_rate_judge_stric
 JUDGE_COLUMNS = (  # SPEC §2's second instrument and how it agrees with the regex (TAX_005)
     "judge", "judge_rubric_version", "refusal_rate_judge_ci_low", "refusal_rate_judge_ci_high", "regime_judge",
     "refusals_lost_judge", "refusals_gained_judge", "mcnemar_p_judge", "judge_regex_n", "judge_regex_agreement",
-    "judge_regex_kappa", "judge_minus_regex_pp", "judge_unparsed", "measurement_divergence",
+    "judge_regex_kappa", "judge_minus_regex_pp", "judge_unparsed", "measurement_divergence", "rtsi_judge",
 )
 ACCURACY_COLUMNS = (  # each instrument on reference-labelled replies, and the rates corrected by it (Rogan-Gladen)
     "accuracy_source", "regex_sensitivity", "regex_sensitivity_ci_low", "regex_sensitivity_ci_high",
