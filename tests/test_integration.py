@@ -170,7 +170,8 @@ def test_hf_folders_through_the_cli(tmp_path):
     base = build_tiny_llama(tmp_path / "tiny-f32")
     quant = build_tiny_llama(tmp_path / "tiny-f16", dtype="float16")
     proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", f"--checkpoint={quant}", f"--baseline={base}",
-                           "--model-id=tiny", "--n-harmful=4", "--n-harmless=2", "--n-quality=2",
+                           "--model-id=tiny", "--n-harmful=4", "--n-harmless=2", "--n-quality=2", "--n-benign=2",
+                           "--no-judge",
                            "--max-new-tokens=4", f"--cache-dir={tmp_path / 'cache'}", f"--output-dir={tmp_path / 'o'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -203,6 +204,7 @@ def test_gptq_and_awq_folders_screen_with_no_extra_flags(foreign_gptq_awq):
     tmp, (gptq, awq) = foreign_gptq_awq
     proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", f"--checkpoint={gptq}", f"--checkpoint={awq}",
                            "--baseline=embedded:smollm2", "--n-harmful=6", "--n-harmless=3", "--n-quality=4",
+                           "--n-benign=3", "--no-judge",
                            "--max-new-tokens=24", f"--cache-dir={tmp / 'cache'}", f"--output-dir={tmp / 'o'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
