@@ -66,7 +66,7 @@ class LlamaCppModel:
     def next_token_logprobs(self, text: str):
         """log-softmax of the next-token logits after `text`; the tokens it shares with the previous call's text
         are not evaluated again (llama.cpp keeps their KV cache), so texts with a common opening are cheap."""
-        import numpy as np
+        from scipy.special import log_softmax
 
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if len(ids) >= self.n_ctx:
@@ -79,9 +79,7 @@ class LlamaCppModel:
             keep += 1
         self.llm.n_tokens = keep
         self.llm.eval(ids[keep:])
-        row = self._last_logits()
-        top = row.max()
-        return row - top - np.log(np.exp(row - top).sum())
+        return log_softmax(self._last_logits())
 
     def token_ids(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)

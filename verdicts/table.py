@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from verdicts.actions import deployment_actions, quant_level_roles
-from verdicts.cell import CellComparison, CellMeasurement
+from verdicts.cell import REFUSAL_INSTRUMENTS, CellComparison, CellMeasurement
 from verdicts.thresholds import ScreenThresholds
 
 METRICS = ("refusal_rate_regex", "refusal_rate_judge", "refusal_rate_judge_strict", "harmless_refusal_rate_regex",
@@ -158,9 +158,8 @@ def flip_rows(c: CellComparison, harmful) -> list[dict]:
     base, cell = c.baseline.responses.get("harmful"), c.cell.responses.get("harmful")
     if not base or not cell or harmful is None:
         return []
-    instruments = [i for i in ("regex", "judge") if i in c.regime_by_instrument]
     labels = {i: (c.baseline.records[f"refusal_rate_{i}"].per_item, c.cell.records[f"refusal_rate_{i}"].per_item)
-              for i in instruments}
+              for i in c.regime_by_instrument}
     judged = {"baseline": c.baseline.judgements.get("harmful"), "cell": c.cell.judgements.get("harmful")}
     categories = getattr(harmful, "categories", None) or ()
     rows = []
@@ -213,13 +212,15 @@ def action_rows(rows: list[dict], t: ScreenThresholds) -> list[dict]:
     rows = sort_rows(rows)
     inputs = [{"model": r["model"], "quant": r["quant"], "is_baseline": r["is_baseline"], "regime": r["regime"],
                "divergent": "TAX_005" in (r.get("taxonomy_tags") or ""),
-               "safety_deltas_pp": {k: r.get(f"{k}_delta_pp") for k in ("refusal_rate_regex", "refusal_rate_judge")},
-               "refusal_deltas_pp": {k: r.get(f"{k}_delta_pp") for k in ("refusal_rate_regex", "refusal_rate_judge")}}
-              for r in rows]
+               "safety_deltas_pp": _refusal_deltas(r), "refusal_deltas_pp": _refusal_deltas(r)} for r in rows]
     actions = deployment_actions(inputs, t)
     roles = quant_level_roles(inputs, actions)
     return [{**{k: r.get(k) for k in ACTION_COLUMNS}, "action": a,
              "quant_level_role": "" if r["is_baseline"] else roles[r["quant"]]} for r, a in zip(rows, actions)]
+
+
+def _refusal_deltas(row: dict) -> dict:
+    return {f"refusal_rate_{i}": row.get(f"refusal_rate_{i}_delta_pp") for i in REFUSAL_INSTRUMENTS}
 
 
 def format_value(v) -> str:
