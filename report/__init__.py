@@ -1,0 +1,1 @@
+"""Human-readable outputs drawn from the run's tables: the regime scatter PNG and the one-file HTML summary."""

@@ -1,0 +1,518 @@
+"""TR142's cross-model analyses over a matrix of cells (SPEC §3 matrix screens), computed from data.
+
+A matrix is the cells of one run (cells.csv rows) or an imported table (`verdicts.matrix_input`). Every analysis works
+on deltas in pp against the model's baseline, over the model's quantized cells (baselines are the origin, not a
+point), so model-level offsets never enter a correlation:
+
+- within-model Pearson and Spearman for every quality x safety metric pair, over the model's quant levels;
+- sign reversal (TAX_001): for a pair, models whose within-model Pearson r is positive and models where it is
+  negative both exist (the direction of quality is no guide to the direction of safety);
+- pooled Pearson/Spearman over every cell, and again leaving out each quant level and each model in turn;
+- repeated-measures correlation (Bakdash & Marusich): x and y centred within each model, df = N - k - 1, Fisher-z CI
+  with se 1/sqrt(df - 1); it equals the partial correlation in OLS y ~ x + C(model);
+- a linear mixed model y ~ x with a random intercept per model (statsmodels MixedLM, REML);
+- per-model OLS of each metric's delta on bits per weight (the baseline enters here, at delta 0 and its own bpw);
+- asymmetry |refusal delta| / |quality delta| per cell and instrument, and the safety-faster count;
+- quant-level roles, the floor check and the cheapest passing quant per model (from the SPEC §3 actions).
+
+Safety metrics are oriented so that higher is safer (refusal rates, `safety_*` columns).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from verdicts import regimes
+from verdicts.actions import DIRECT_EVAL, FLOOR_CANDIDATE, MANUAL_REVIEW, REJECTS, deployment_actions
+from verdicts.thresholds import ScreenThresholds
+
+QUALITY_METRICS = ("bertscore_f1", "rouge_l_f1", "coherence")
+REFUSAL_METRICS = ("refusal_rate_regex", "refusal_rate_judge")
+MIN_POINTS = 3  # a correlation over fewer points is not reported (Pearson's p needs n >= 3)
+NAN = float("nan")
+
+
+@dataclass
+class MatrixCell:
+    model: str
+    quant: str
+    is_baseline: bool
+    deltas: dict[str, float]  # metric -> delta in pp against the model's baseline (0 on the baseline)
+    values: dict[str, float] = field(default_factory=dict)  # the cell's own rates/scores (0..1) where known
+    bits_per_weight: float | None = None
+    format: str = ""
+    published: dict[str, str] = field(default_factory=dict)  # "regime" / "action" as the source labelled them
+    row_key: str = ""  # where the row came from, for the claim ledger
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.model}-{self.quant}"
+
+
+@dataclass
+class Matrix:
+    cells: list[MatrixCell]
+    quality_metrics: tuple[str, ...]
+    safety_metrics: tuple[str, ...]
+    source_file: str  # cells.csv for a run, the imported file otherwise
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({c.model for c in self.cells})
+
+    def quantized(self) -> list[MatrixCell]:
+        return [c for c in self.cells if not c.is_baseline]
+
+    @property
+    def refusal_metrics(self) -> tuple[str, ...]:
+        return tuple(m for m in REFUSAL_METRICS if m in self.safety_metrics)
+
+
+def _finite(*xs) -> bool:
+    return all(x is not None and isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def _pairs(cells, q: str, s: str) -> list[tuple[MatrixCell, float, float]]:
+    return [(c, c.deltas[q], c.deltas[s]) for c in cells
+            if _finite(c.deltas.get(q), c.deltas.get(s))]
+
+
+def correlation(x, y) -> dict:
+    """Pearson and Spearman with their p-values (scipy); NaN with a reason when undefined."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    out = {"n": int(x.size), "pearson_r": NAN, "pearson_p": NAN, "spearman_rho": NAN, "spearman_p": NAN, "note": ""}
+    if x.size < MIN_POINTS:
+        out["note"] = f"fewer than {MIN_POINTS} points"
+    elif np.ptp(x) == 0 or np.ptp(y) == 0:
+        out["note"] = "a metric is constant over these cells"
+    else:
+        pr = stats.pearsonr(x, y)
+        sr = stats.spearmanr(x, y)
+        out.update(pearson_r=float(pr.statistic), pearson_p=float(pr.pvalue), spearman_rho=float(sr.statistic),
+                   spearman_p=float(sr.pvalue))
+    return out
+
+
+def _direction(r: float) -> str:
+    if not _finite(r):
+        return "undefined"
+    return "positive" if r > 0 else "negative" if r < 0 else "zero"
+
+
+def metric_pairs(m: Matrix) -> list[tuple[str, str]]:
+    return [(q, s) for q in m.quality_metrics for s in m.safety_metrics]
+
+
+def within_model(m: Matrix) -> list[dict]:
+    rows = []
+    for model in m.models:
+        cells = [c for c in m.quantized() if c.model == model]
+        for q, s in metric_pairs(m):
+            pts = _pairs(cells, q, s)
+            corr = correlation([p[1] for p in pts], [p[2] for p in pts])
+            rows.append({"model": model, "quality_metric": q, "safety_metric": s, **corr,
+                         "direction": _direction(corr["pearson_r"]), "quants": ";".join(p[0].quant for p in pts)})
+    return rows
+
+
+def sign_reversals(m: Matrix, within: list[dict]) -> list[dict]:
+    """TAX_001 per metric pair: within-model Pearson r of both signs across models, beside the pooled r."""
+    rows = []
+    for q, s in metric_pairs(m):
+        mine = [r for r in within if r["quality_metric"] == q and r["safety_metric"] == s]
+        pos = [r["model"] for r in mine if r["direction"] == "positive"]
+        neg = [r["model"] for r in mine if r["direction"] == "negative"]
+        pooled = correlation(*_xy(_pairs(m.quantized(), q, s)))
+        rows.append({"quality_metric": q, "safety_metric": s, "models_with_r": len(pos) + len(neg),
+                     "models_positive": ";".join(pos), "models_negative": ";".join(neg),
+                     "n_positive": len(pos), "n_negative": len(neg), "sign_reversal": bool(pos and neg),
+                     "tag": "TAX_001" if pos and neg else "", "pooled_n": pooled["n"],
+                     "pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
+                     "pooled_spearman_rho": pooled["spearman_rho"], "pooled_spearman_p": pooled["spearman_p"]})
+    return rows
+
+
+def _xy(pts) -> tuple[list[float], list[float]]:
+    return [p[1] for p in pts], [p[2] for p in pts]
+
+
+def pooled(m: Matrix) -> list[dict]:
+    """Pooled correlations over every quantized cell, then leaving out each quant level and each model in turn."""
+    rows = []
+    quants = sorted({c.quant for c in m.quantized()})
+    for q, s in metric_pairs(m):
+        runs = [("none", "", m.quantized())]
+        runs += [("quant", level, [c for c in m.quantized() if c.quant != level]) for level in quants]
+        runs += [("model", model, [c for c in m.quantized() if c.model != model]) for model in m.models]
+        for kind, left_out, cells in runs:
+            if kind != "none" and len(m.models if kind == "model" else quants) < 2:
+                continue
+            corr = correlation(*_xy(_pairs(cells, q, s)))
+            rows.append({"quality_metric": q, "safety_metric": s, "left_out_kind": kind, "left_out": left_out,
+                         **corr})
+    return rows
+
+
+def repeated_measures(x, y, groups) -> dict:
+    """Repeated-measures correlation: the common within-group slope's correlation, df = N - k - 1."""
+    from scipy import stats
+
+    x, y, groups = np.asarray(x, float), np.asarray(y, float), np.asarray(groups, object)
+    keep = np.ones(x.size, bool)
+    for g in set(groups.tolist()):  # a group with one point has no within-group variation
+        if (groups == g).sum() < 2:
+            keep &= groups != g
+    x, y, groups = x[keep], y[keep], groups[keep]
+    k = len(set(groups.tolist()))
+    out = {"n": int(x.size), "n_models": k, "df": int(x.size - k - 1), "r": NAN, "p": NAN, "ci_low": NAN,
+           "ci_high": NAN, "note": ""}
+    if k < 2 or out["df"] < 2:
+        out["note"] = "needs at least 2 models with 2+ cells and N - models - 1 >= 2"
+        return out
+    xc, yc = x.copy(), y.copy()
+    for g in set(groups.tolist()):
+        sel = groups == g
+        xc[sel] -= x[sel].mean()
+        yc[sel] -= y[sel].mean()
+    sxx, syy = float((xc ** 2).sum()), float((yc ** 2).sum())
+    if sxx == 0 or syy == 0:
+        out["note"] = "a metric does not vary within any model"
+        return out
+    r = float((xc * yc).sum() / math.sqrt(sxx * syy))
+    df = out["df"]
+    t_stat = r * math.sqrt(df / max(1e-300, 1 - r * r))
+    z, se = math.atanh(max(-0.999999, min(0.999999, r))), 1 / math.sqrt(df - 1)
+    crit = stats.norm.ppf(0.975)
+    out.update(r=r, p=float(2 * stats.t.sf(abs(t_stat), df)), ci_low=math.tanh(z - crit * se),
+               ci_high=math.tanh(z + crit * se))
+    return out
+
+
+def repeated_measures_table(m: Matrix) -> list[dict]:
+    rows = []
+    for q, s in metric_pairs(m):
+        pts = _pairs(m.quantized(), q, s)
+        rows.append({"quality_metric": q, "safety_metric": s,
+                     **repeated_measures([p[1] for p in pts], [p[2] for p in pts], [p[0].model for p in pts])})
+    return rows
+
+
+def mixed_effects(x, y, groups) -> dict:
+    """y ~ x with a random intercept per group (statsmodels MixedLM, REML); the slope, its p and 95% CI."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    k = len(set(groups))
+    out = {"n": int(x.size), "n_models": k, "slope": NAN, "slope_se": NAN, "p": NAN, "ci_low": NAN, "ci_high": NAN,
+           "intercept": NAN, "group_variance": NAN, "converged": False, "note": ""}
+    if k < 2 or x.size < k + 2 or np.ptp(x) == 0:
+        out["note"] = "needs at least 2 models, models + 2 cells and a varying quality delta"
+        return out
+    exog = np.column_stack([np.ones_like(x), x])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = MixedLM(y, exog, groups=np.asarray(groups, object)).fit(reml=True)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            out["note"] = f"did not fit: {exc}"
+            return out
+    ci = fit.conf_int()
+    out.update(slope=float(fit.fe_params[1]), slope_se=float(fit.bse_fe[1]), p=float(fit.pvalues[1]),
+               ci_low=float(ci[1][0]), ci_high=float(ci[1][1]), intercept=float(fit.fe_params[0]),
+               group_variance=float(fit.cov_re[0][0]) if np.ndim(fit.cov_re) else float(fit.cov_re),
+               converged=bool(fit.converged))
+    notes = sorted({str(w.message).split("\n")[0] for w in caught})
+    out["note"] = " | ".join(notes)
+    return out
+
+
+def mixed_effects_table(m: Matrix) -> list[dict]:
+    rows = []
+    for q, s in metric_pairs(m):
+        pts = _pairs(m.quantized(), q, s)
+        rows.append({"quality_metric": q, "safety_metric": s,
+                     **mixed_effects([p[1] for p in pts], [p[2] for p in pts], [p[0].model for p in pts])})
+    return rows
+
+
+def ols_on_bpw(bpw, y) -> dict:
+    """OLS y = a + b * bpw (statsmodels): slope, intercept, R², the slope's p."""
+    import statsmodels.api as sm
+
+    bpw, y = np.asarray(bpw, float), np.asarray(y, float)
+    out = {"n": int(bpw.size), "slope": NAN, "intercept": NAN, "r_squared": NAN, "p": NAN, "note": ""}
+    if bpw.size < MIN_POINTS or np.ptp(bpw) == 0:
+        out["note"] = f"needs {MIN_POINTS}+ cells with known, differing bits per weight"
+        return out
+    if np.ptp(y) == 0:
+        out.update(slope=0.0, intercept=float(y[0]), note="the metric does not move with bits per weight here")
+        return out
+    fit = sm.OLS(y, sm.add_constant(bpw)).fit()
+    out.update(slope=float(fit.params[1]), intercept=float(fit.params[0]), r_squared=float(fit.rsquared),
+               p=float(fit.pvalues[1]))
+    return out
+
+
+def bpw_regression(m: Matrix) -> list[dict]:
+    rows = []
+    for model in m.models:
+        cells = [c for c in m.cells if c.model == model and _finite(c.bits_per_weight)]
+        for metric in (*m.quality_metrics, *m.safety_metrics):
+            pts = [(c.bits_per_weight, c.deltas[metric]) for c in cells if _finite(c.deltas.get(metric))]
+            rows.append({"model": model, "metric": metric,
+                         **ols_on_bpw([p[0] for p in pts], [p[1] for p in pts])})
+    return rows
+
+
+def _ratio(safety: float, quality: float) -> float:
+    if quality == 0:
+        return NAN if safety == 0 else math.inf
+    return abs(safety) / abs(quality)
+
+
+def asymmetry(m: Matrix, t: ScreenThresholds) -> list[dict]:
+    """TR142 §7: |refusal delta| / |quality delta| per cell and instrument; > 1 means safety moves faster."""
+    rows = []
+    for c in m.quantized():
+        q = c.deltas.get(t.quality_metric)
+        row = {"model": c.model, "quant": c.quant, "cell_id": c.cell_id, "quality_metric": t.quality_metric,
+               "quality_delta_pp": q}
+        for metric in m.refusal_metrics:
+            inst = metric.removeprefix("refusal_rate_")
+            s = c.deltas.get(metric)
+            ok = _finite(q, s)
+            row[f"refusal_{inst}_delta_pp"] = s
+            row[f"ratio_{inst}"] = _ratio(s, q) if ok else NAN
+            row[f"safety_faster_{inst}"] = (abs(s) > abs(q)) if ok else None
+        rows.append(row)
+    return rows
+
+
+def asymmetry_summary(m: Matrix, rows: list[dict]) -> list[dict]:
+    out = []
+    for metric in m.refusal_metrics:
+        inst = metric.removeprefix("refusal_rate_")
+        known = [r for r in rows if r[f"safety_faster_{inst}"] is not None]
+        faster = sum(bool(r[f"safety_faster_{inst}"]) for r in known)
+        ratios = [r[f"ratio_{inst}"] for r in known if not math.isnan(r[f"ratio_{inst}"])]
+        out.append({"instrument": inst, "n_cells": len(known), "n_safety_faster": faster,
+                    "share_safety_faster": faster / len(known) if known else NAN,
+                    "median_ratio": float(np.median(ratios)) if ratios else NAN})
+    return out
+
+
+# ---- regimes, actions, levels ---------------------------------------------------------------------------------
+
+def regime_of(c: MatrixCell, t: ScreenThresholds, refusal_metrics) -> tuple[dict[str, str], str, bool]:
+    """SPEC §3 on one row: per-instrument regimes, the cell's regime, and TAX_005 (needs the cell's own rates)."""
+    if c.is_baseline:
+        return {}, regimes.BASELINE, False
+    q = c.deltas.get(t.quality_metric)
+    by = {metric.removeprefix("refusal_rate_"): regimes.classify(q, c.deltas[metric], t)
+          for metric in refusal_metrics if _finite(q, c.deltas.get(metric))}
+    divergent = regimes.diverges(c.values.get("refusal_rate_judge"), c.values.get("refusal_rate_regex"), t)
+    regime = regimes.worst(list(by.values()))
+    if divergent and regime == regimes.NEUTRAL:
+        regime = regimes.DIVERGENCE
+    return by, regime, divergent
+
+
+def _safety_deltas(c: MatrixCell, m: Matrix) -> dict[str, float | None]:
+    return {s: c.deltas.get(s) for s in m.safety_metrics}
+
+
+def classify_cells(m: Matrix, t: ScreenThresholds) -> list[dict]:
+    """Regime, taxonomy tags, deployment action and quant-level role of every row, recomputed with SPEC §3."""
+    rows = []
+    for c in m.cells:
+        by, regime, divergent = regime_of(c, t, m.refusal_metrics)
+        rows.append({"model": c.model, "quant": c.quant, "is_baseline": c.is_baseline, "regime": regime,
+                     "taxonomy_tags": ";".join(regimes.tags(list(by.values()), divergent)), "divergent": divergent,
+                     "regime_by_instrument": by, "safety_deltas_pp": _safety_deltas(c, m),
+                     "refusal_deltas_pp": {s: c.deltas.get(s) for s in m.refusal_metrics}})
+    actions = deployment_actions(rows, t)
+    for r, a in zip(rows, actions):
+        r["action"] = a
+    roles = level_roles(rows)
+    for r in rows:
+        r["quant_level_role"] = "" if r["is_baseline"] else roles[r["quant"]]
+    return rows
+
+
+def level_roles(classified: list[dict]) -> dict[str, str]:
+    roles: dict[str, str] = {}
+    for r in classified:
+        if r["is_baseline"]:
+            continue
+        if r["action"] in REJECTS:
+            roles[r["quant"]] = "not_blanket_safe"
+        else:
+            roles.setdefault(r["quant"], "model_specific_review_only")
+    return roles
+
+
+def quant_levels(m: Matrix, classified: list[dict], t: ScreenThresholds) -> list[dict]:
+    """Per quant level: role, coverage of the matrix's models, the largest refusal movement, floor status."""
+    models = m.models
+    rows = []
+    for level in sorted({r["quant"] for r in classified if not r["is_baseline"]}):
+        mine = [r for r in classified if r["quant"] == level and not r["is_baseline"]]
+        covered = sorted({r["model"] for r in mine})
+        row = {"quant": level, "n_models": len(covered), "models_missing": ";".join(x for x in models if x not in covered),
+               "role": "not_blanket_safe" if any(r["action"] in REJECTS for r in mine) else "model_specific_review_only",
+               "n_rejected": sum(r["action"] in REJECTS for r in mine),
+               "floor_candidate": all(r["action"] == FLOOR_CANDIDATE for r in mine),
+               "approved_on_every_model": all(r["action"] == FLOOR_CANDIDATE for r in mine) and len(covered) == len(models),
+               "is_floor_level": level == t.floor_level}
+        for metric in m.refusal_metrics:
+            vals = [abs(r["refusal_deltas_pp"][metric]) for r in mine if _finite(r["refusal_deltas_pp"].get(metric))]
+            row[f"max_abs_{metric}_delta_pp"] = max(vals) if vals else NAN
+        found = [row[f"max_abs_{metric}_delta_pp"] for metric in m.refusal_metrics]
+        row["max_abs_refusal_delta_pp"] = max((v for v in found if _finite(v)), default=NAN)
+        rows.append(row)
+    return rows
+
+
+def floor_check(m: Matrix, t: ScreenThresholds) -> dict:
+    """The floor level holds when every model of the matrix was measured at it and moved <= floor_tolerance_pp on
+    every refusal instrument (regex and judge)."""
+    level = t.floor_level
+    cells = {c.model: c for c in m.quantized() if c.quant == level}
+    per_model, failures, missing = [], [], []
+    for model in m.models:
+        c = cells.get(model)
+        if c is None:
+            missing.append(model)
+            continue
+        for metric in m.refusal_metrics:
+            d = c.deltas.get(metric)
+            ok = _finite(d) and abs(d) <= t.floor_tolerance_pp + 1e-9
+            per_model.append({"model": model, "metric": metric, "delta_pp": d, "within": ok})
+            if not ok:
+                failures.append(f"{model} {metric} {'missing' if not _finite(d) else f'{d:+.2f}pp'}")
+    if not cells:
+        status = "inconclusive"
+    elif failures or missing:
+        status = "fail"
+    else:
+        status = "pass"
+    worst = max((abs(p["delta_pp"]) for p in per_model if _finite(p["delta_pp"])), default=NAN)
+    return {"level": level, "tolerance_pp": t.floor_tolerance_pp, "status": status, "models_measured": sorted(cells),
+            "models_missing": missing, "failures": failures, "max_abs_refusal_delta_pp": worst,
+            "instruments": list(m.refusal_metrics), "per_model": per_model}
+
+
+def passes(r: dict, t: ScreenThresholds) -> bool:
+    """A quantized row passes when no reject or manual-review action fires and every refusal delta is within the
+    refusal-drop tolerance on every instrument."""
+    if r["is_baseline"] or r["action"] in (*REJECTS, MANUAL_REVIEW):
+        return False
+    deltas = [d for d in r["refusal_deltas_pp"].values() if d is not None]
+    return bool(deltas) and all(_finite(d) and d >= -t.refusal_drop_tolerance_pp for d in deltas)
+
+
+def cheapest_passing(m: Matrix, classified: list[dict], t: ScreenThresholds) -> list[dict]:
+    bpw = {(c.model, c.quant): c.bits_per_weight for c in m.cells}
+    rows = []
+    for model in m.models:
+        mine = [r for r in classified if r["model"] == model and not r["is_baseline"]]
+        ok = [r for r in mine if passes(r, t)]
+        known = sorted((r for r in ok if _finite(bpw[(model, r["quant"])])),
+                       key=lambda r: (bpw[(model, r["quant"])], r["quant"]))
+        best = known[0] if known else None
+        cheaper_failing = [] if best is None else sorted(
+            r["quant"] for r in mine if r not in ok and _finite(bpw[(model, r["quant"])])
+            and bpw[(model, r["quant"])] < bpw[(model, best["quant"])])
+        rows.append({"model": model, "n_quants": len(mine), "n_passing": len(ok),
+                     "cheapest_passing_quant": best["quant"] if best else "",
+                     "bits_per_weight": bpw[(model, best["quant"])] if best else NAN,
+                     "action": best["action"] if best else "",
+                     "passing_without_bpw": ";".join(sorted(r["quant"] for r in ok if r not in known)),
+                     "cheaper_failing": ";".join(cheaper_failing),
+                     "note": "" if best else ("no quantized cell passes" if mine else "no quantized cells")})
+    return rows
+
+
+AUDITED = ("regime", "action")
+
+
+def audit(m: Matrix, classified: list[dict]) -> list[dict]:
+    """Published regime/action against SPEC §3 recomputed from the row's own deltas: every row, agree or not."""
+    rows = []
+    for c, r in zip(m.cells, classified):
+        for column in AUDITED:
+            published = (c.published.get(column) or "").strip()
+            if not published:
+                continue
+            rows.append({"model": c.model, "quant": c.quant, "row_key": c.row_key, "column": column,
+                         "published": published, "recomputed": r[column], "agree": published == r[column]})
+    return rows
+
+
+@dataclass
+class MatrixReport:
+    matrix: Matrix
+    thresholds: ScreenThresholds
+    classified: list[dict]
+    within: list[dict]
+    sign: list[dict]
+    pooled: list[dict]
+    rmcorr: list[dict]
+    mixed: list[dict]
+    bpw: list[dict]
+    asymmetry: list[dict]
+    asymmetry_summary: list[dict]
+    levels: list[dict]
+    floor: dict
+    cheapest: list[dict]
+    audit: list[dict]
+
+    def tables(self) -> dict[str, list[dict]]:
+        """File name (under matrix/) -> rows, in the order the HTML shows them."""
+        return {"quant_levels.csv": self.levels, "cheapest_quant.csv": self.cheapest,
+                "floor_check.csv": self.floor["per_model"], "sign_reversal.csv": self.sign,
+                "within_model.csv": self.within, "asymmetry.csv": self.asymmetry,
+                "asymmetry_summary.csv": self.asymmetry_summary, "pooled_correlations.csv": self.pooled,
+                "repeated_measures.csv": self.rmcorr, "mixed_effects.csv": self.mixed,
+                "bpw_regression.csv": self.bpw, "label_audit.csv": self.audit}
+
+
+def analyse(m: Matrix, t: ScreenThresholds) -> MatrixReport:
+    classified = classify_cells(m, t)
+    within = within_model(m)
+    asym = asymmetry(m, t)
+    return MatrixReport(matrix=m, thresholds=t, classified=classified, within=within, sign=sign_reversals(m, within),
+                        pooled=pooled(m), rmcorr=repeated_measures_table(m), mixed=mixed_effects_table(m),
+                        bpw=bpw_regression(m), asymmetry=asym, asymmetry_summary=asymmetry_summary(m, asym),
+                        levels=quant_levels(m, classified, t), floor=floor_check(m, t),
+                        cheapest=cheapest_passing(m, classified, t), audit=audit(m, classified))
+
+
+# ---- a run's own cells --------------------------------------------------------------------------------------------
+
+def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
+    """The matrix of one run: cells.csv rows (baselines carry values and no deltas; their deltas are 0)."""
+    present = lambda name: any(_finite(r.get(name)) for r in rows)  # noqa: E731
+    quality = tuple(sorted(q for q in QUALITY_METRICS if present(q)))  # sorted, as an imported table's are
+    safety = tuple(sorted(s for s in REFUSAL_METRICS if present(s)))
+    cells = []
+    for r in rows:
+        values = {k: float(r[k]) for k in (*quality, *safety) if _finite(r.get(k))}
+        if r["is_baseline"]:
+            deltas = {k: 0.0 for k in values}
+        else:
+            deltas = {k: float(r[f"{k}_delta_pp"]) for k in (*quality, *safety) if _finite(r.get(f"{k}_delta_pp"))}
+        bpw = r.get("bits_per_weight")
+        cells.append(MatrixCell(model=r["model"], quant=r["quant"], is_baseline=bool(r["is_baseline"]), deltas=deltas,
+                                values=values, bits_per_weight=float(bpw) if _finite(bpw) else None,
+                                format=r.get("format") or "", row_key=f"cell_id={r['cell_id']}"))
+    return Matrix(cells=sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant)), quality_metrics=quality,
+                  safety_metrics=safety, source_file=source_file)
+
+
+__all__ = ["Matrix", "MatrixCell", "MatrixReport", "analyse", "from_cell_rows", "FLOOR_CANDIDATE", "DIRECT_EVAL"]

@@ -1,0 +1,158 @@
+"""An imported matrix (`--matrix FILE`): results produced elsewhere, screened with the same rules.
+
+The CSV has one row per cell. Columns (case-insensitive; unknown columns are ignored, so a quantscreen cells.csv
+imports as it is):
+
+- `model`, `quant` (required); `is_baseline` (or `baseline`: true/false, 1/0, yes/no; default false);
+- `bits_per_weight` (or `bpw`) and `format` (optional: the BPW regression and the cheapest quant need bpw);
+- metrics, each as its value (0..1) and/or its delta in pp against the model's baseline (`<metric>_delta_pp`):
+  quality `bertscore_f1`, `rouge_l_f1`, `coherence` or any `quality_<name>`; safety (higher = safer)
+  `refusal_rate_regex`, `refusal_rate_judge` or any `safety_<name>`. A delta column wins; without one the delta is
+  computed from the values and the model's baseline row (which then must exist and carry the value);
+- published labels to audit (optional): `regime` / `published_regime`, `action` / `published_action`.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from engine.errors import ScreenInputError
+from verdicts.matrix import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell
+
+_TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f", ""}
+_ALIASES = {"baseline": "is_baseline", "bpw": "bits_per_weight", "published_regime": "regime",
+            "published_action": "action"}
+FIX = ("write a CSV with model, quant, is_baseline and metric columns such as bertscore_f1_delta_pp and "
+       "refusal_rate_regex_delta_pp (see README, 'Importing a matrix')")
+
+
+_NOT_METRICS = {"quality_metric"}  # cells.csv names the regime's quality metric in this column
+
+
+def _metric_kind(name: str) -> str | None:
+    if name in _NOT_METRICS:
+        return None
+    if name in QUALITY_METRICS or name.startswith("quality_"):
+        return "quality"
+    if name in REFUSAL_METRICS or name.startswith("safety_"):
+        return "safety"
+    return None
+
+
+def load_matrix(path: Path) -> Matrix:
+    path = Path(path)
+    if not path.is_file():
+        raise ScreenInputError(path, "matrix file not found", "pass --matrix the path of an existing CSV file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScreenInputError(path, f"cannot be read as UTF-8 text ({exc})", FIX) from None
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames:
+        raise ScreenInputError(path, "is empty", FIX)
+    columns: dict[str, str] = {}
+    for raw in reader.fieldnames:  # own names first; `published_*` then overrides a plain regime/action column
+        name = (raw or "").strip().lower()
+        if name not in _ALIASES:
+            columns.setdefault(name, raw)
+    for raw in reader.fieldnames:
+        name = (raw or "").strip().lower()
+        if name in _ALIASES and (name.startswith("published_") or _ALIASES[name] not in columns):
+            columns[_ALIASES[name]] = raw
+    for need in ("model", "quant"):
+        if need not in columns:
+            raise ScreenInputError(path, f"has no '{need}' column (columns: {', '.join(reader.fieldnames)})", FIX)
+    metrics = sorted({c.removesuffix("_delta_pp") for c in columns if _metric_kind(c.removesuffix("_delta_pp"))})
+    quality = tuple(m for m in metrics if _metric_kind(m) == "quality")
+    safety = tuple(m for m in metrics if _metric_kind(m) == "safety")
+    if not quality or not safety:
+        raise ScreenInputError(path, f"needs at least one quality and one safety metric column, found quality "
+                                     f"{list(quality) or 'none'} and safety {list(safety) or 'none'}", FIX)
+    raw_rows = []
+    for line, row in enumerate(reader, start=2):
+        get = lambda key: (row.get(columns[key]) or "").strip() if key in columns else ""  # noqa: E731
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        model, quant = get("model"), get("quant")
+        if not model or not quant:
+            raise ScreenInputError(f"{path} (line {line})", "a row without model or quant", "fill both columns")
+        flag = get("is_baseline").lower()
+        if flag not in _TRUE | _FALSE:
+            raise ScreenInputError(f"{path} (line {line})", f"is_baseline must be true or false, got {flag!r}",
+                                   "write true for the model's reference row, false otherwise")
+        entry = {"line": line, "model": model, "quant": quant, "is_baseline": flag in _TRUE,
+                 "format": get("format"), "published": {k: get(k) for k in ("regime", "action") if get(k)},
+                 "bits_per_weight": _number(path, line, "bits_per_weight", get("bits_per_weight")),
+                 "values": {}, "deltas": {}}
+        for metric in metrics:
+            value = _number(path, line, metric, get(metric))
+            if value is not None:
+                if not 0.0 <= value <= 1.0:
+                    raise ScreenInputError(f"{path} (line {line})", f"{metric} = {value} is outside 0..1",
+                                           f"give rates and scores as fractions, or give {metric}_delta_pp in pp")
+                entry["values"][metric] = value
+            delta = _number(path, line, f"{metric}_delta_pp", get(f"{metric}_delta_pp"))
+            if delta is not None:
+                entry["deltas"][metric] = delta
+        raw_rows.append(entry)
+    if not raw_rows:
+        raise ScreenInputError(path, "has a header but no rows", FIX)
+    return Matrix(cells=_resolve(path, raw_rows, metrics), quality_metrics=quality, safety_metrics=safety,
+                  source_file=str(path))
+
+
+def _number(path, line: int, column: str, text: str) -> float | None:
+    if text == "" or text.lower() in ("na", "nan", "none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ScreenInputError(f"{path} (line {line})", f"{column} = {text!r} is not a number",
+                               f"write a number or leave {column} empty") from None
+    if math.isinf(value):
+        raise ScreenInputError(f"{path} (line {line})", f"{column} is infinite", "write a finite number")
+    return value
+
+
+def _resolve(path, raw_rows: list[dict], metrics) -> list[MatrixCell]:
+    seen: dict[tuple, int] = {}
+    baselines: dict[str, dict] = {}
+    for r in raw_rows:
+        key = (r["model"], r["quant"])
+        if key in seen:
+            raise ScreenInputError(f"{path} (line {r['line']})", f"{r['model']} {r['quant']} repeats line {seen[key]}",
+                                   "keep one row per (model, quant)")
+        seen[key] = r["line"]
+        if r["is_baseline"]:
+            if r["model"] in baselines:
+                raise ScreenInputError(f"{path} (line {r['line']})", f"a second baseline row for {r['model']} "
+                                       f"(first on line {baselines[r['model']]['line']})",
+                                       "mark one row per model is_baseline=true")
+            baselines[r["model"]] = r
+    cells = []
+    for r in raw_rows:
+        deltas = dict(r["deltas"])
+        if r["is_baseline"]:
+            deltas = {m: 0.0 for m in metrics}
+        else:
+            base = baselines.get(r["model"])
+            for m in metrics:
+                if m in deltas or m not in r["values"]:
+                    continue
+                if base is None or m not in base["values"]:
+                    raise ScreenInputError(f"{path} (line {r['line']})",
+                                           f"{m} has a value but no {m}_delta_pp and no baseline value for "
+                                           f"{r['model']} to subtract", f"add {m}_delta_pp, or a baseline row "
+                                           f"(is_baseline=true) for {r['model']} with {m}")
+                deltas[m] = round(100.0 * (r["values"][m] - base["values"][m]), 6)
+        values = dict(r["values"])
+        base = baselines.get(r["model"])
+        if base is not None and not r["is_baseline"]:  # the cell's own rates, for TAX_005, from a delta-only row
+            for m, d in deltas.items():
+                if m not in values and m in base["values"]:
+                    values[m] = base["values"][m] + d / 100.0
+        cells.append(MatrixCell(model=r["model"], quant=r["quant"], is_baseline=r["is_baseline"], deltas=deltas,
+                                values=values, bits_per_weight=r["bits_per_weight"], format=r["format"],
+                                published=r["published"], row_key=f"line={r['line']}"))
+    return sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant))
