@@ -350,7 +350,7 @@ def test_every_ledger_claim_points_at_the_row_and_column_it_quotes(tmp_path, imp
     assert len(ids) == len(set(ids))
     checked = 0
     for claim in ledger:
-        if claim["row_key"] == "all rows" or claim["claim_id"].startswith("AUDIT:"):  # audits quote the input
+        if claim["row_key"].endswith(("all rows", "is true")) or claim["claim_id"].startswith("AUDIT:"):  # counts
             continue
         assert _lookup(tmp_path, claim) == claim["value"], claim
         checked += 1
@@ -378,7 +378,8 @@ def test_matrix_claims_cover_every_analysis(imported):
     claims = matrix_claims(rep, {})
     prefixes = {c["claim_id"].split(":")[0] for c in claims}
     assert prefixes == {"FLOOR", "ROLE", "SIGN", "WITHIN", "POOLED", "RMCORR", "MIXED", "BPW", "ASY", "CHEAPEST",
-                        "AUDIT"} | ({"DIRECT"} if any(lv["floor_candidate"] for lv in rep.levels) else set())
+                        "AUDIT", "DIRECT"}
+    assert next(c for c in claims if c["claim_id"] == "DIRECT:all")["verdict"] == "pass"
     assert sum(c["verdict"] == "disagree" for c in claims) == len(WRONG)
     assert len([c for c in claims if c["claim_id"].startswith("WITHIN:")]) == 2 * len(rep.within)
     assert np.isfinite([float(c["value"]) for c in claims if c["claim_id"].startswith("RMCORR:")]).all()

@@ -115,6 +115,12 @@ def matrix_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
                               lv["n_models"], f"== {len(m.models)} models", "pass" if ok else "fail",
                               f("quant_levels.csv"), f"quant={lv['quant']}", "n_models",
                               nodes.get("direct", "")))
+    candidates = [lv for lv in report.levels if lv["floor_candidate"]]
+    short = [lv["quant"] for lv in candidates if not lv["approved_on_every_model"]]
+    out.append(_claim("DIRECT:all", f"no quant level is a floor candidate without a direct measurement on every "
+                      f"model ({len(candidates)} candidate level(s); short: {', '.join(short) or 'none'})",
+                      len(short), "== 0", "fail" if short else "pass", f("quant_levels.csv"),
+                      "rows where floor_candidate is true", "approved_on_every_model", nodes.get("direct", "")))
     reversed_pairs = [s for s in report.sign if s["sign_reversal"]]
     out.append(_claim("SIGN:count", "quality x safety metric pairs whose within-model correlations take both signs "
                       "(TAX_001)", f"{len(reversed_pairs)}/{len(report.sign)}", "both signs across models",

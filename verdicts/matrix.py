@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from verdicts import regimes
-from verdicts.actions import DIRECT_EVAL, FLOOR_CANDIDATE, MANUAL_REVIEW, REJECTS, deployment_actions
+from verdicts.actions import FLOOR_CANDIDATE, MANUAL_REVIEW, REJECTS, deployment_actions
 from verdicts.thresholds import ScreenThresholds
 
 QUALITY_METRICS = ("bertscore_f1", "rouge_l_f1", "coherence")
@@ -497,7 +497,9 @@ def analyse(m: Matrix, t: ScreenThresholds) -> MatrixReport:
 
 def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
     """The matrix of one run: cells.csv rows (baselines carry values and no deltas; their deltas are 0)."""
-    present = lambda name: any(_finite(r.get(name)) for r in rows)  # noqa: E731
+    def present(name: str) -> bool:
+        return any(_finite(r.get(name)) for r in rows)
+
     quality = tuple(sorted(q for q in QUALITY_METRICS if present(q)))  # sorted, as an imported table's are
     safety = tuple(sorted(s for s in REFUSAL_METRICS if present(s)))
     cells = []
@@ -514,5 +516,3 @@ def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
     return Matrix(cells=sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant)), quality_metrics=quality,
                   safety_metrics=safety, source_file=source_file)
 
-
-__all__ = ["Matrix", "MatrixCell", "MatrixReport", "analyse", "from_cell_rows", "FLOOR_CANDIDATE", "DIRECT_EVAL"]
