@@ -193,15 +193,6 @@ def repeated_measures(x, y, groups) -> dict:
     return out
 
 
-def repeated_measures_table(m: Matrix) -> list[dict]:
-    rows = []
-    for q, s in metric_pairs(m):
-        pts = _pairs(m.quantized(), q, s)
-        rows.append({"quality_metric": q, "safety_metric": s,
-                     **repeated_measures([p[1] for p in pts], [p[2] for p in pts], [p[0].model for p in pts])})
-    return rows
-
-
 def mixed_effects(x, y, groups) -> dict:
     """y ~ x with a random intercept per group (statsmodels MixedLM, REML); the slope, its p and 95% CI."""
     from statsmodels.regression.mixed_linear_model import MixedLM
@@ -231,12 +222,13 @@ def mixed_effects(x, y, groups) -> dict:
     return out
 
 
-def mixed_effects_table(m: Matrix) -> list[dict]:
+def grouped_table(m: Matrix, analysis) -> list[dict]:
+    """`analysis(x, y, groups)` over every metric pair's quantized cells, grouped by model."""
     rows = []
     for q, s in metric_pairs(m):
         pts = _pairs(m.quantized(), q, s)
         rows.append({"quality_metric": q, "safety_metric": s,
-                     **mixed_effects([p[1] for p in pts], [p[2] for p in pts], [p[0].model for p in pts])})
+                     **analysis([p[1] for p in pts], [p[2] for p in pts], [p[0].model for p in pts])})
     return rows
 
 
@@ -487,7 +479,8 @@ def analyse(m: Matrix, t: ScreenThresholds) -> MatrixReport:
     within = within_model(m)
     asym = asymmetry(m, t)
     return MatrixReport(matrix=m, thresholds=t, classified=classified, within=within, sign=sign_reversals(m, within),
-                        pooled=pooled(m), rmcorr=repeated_measures_table(m), mixed=mixed_effects_table(m),
+                        pooled=pooled(m), rmcorr=grouped_table(m, repeated_measures),
+                        mixed=grouped_table(m, mixed_effects),
                         bpw=bpw_regression(m), asymmetry=asym, asymmetry_summary=asymmetry_summary(m, asym),
                         levels=quant_levels(m, classified, t), floor=floor_check(m, t),
                         cheapest=cheapest_passing(m, classified, t), audit=audit(m, classified))
