@@ -14,6 +14,7 @@ from engine.errors import ScreenInputError
 from verdicts import matrix as mx
 from verdicts.ledger import LEDGER_COLUMNS, cell_claims, matrix_claims
 from verdicts.matrix_input import load_matrix
+from verdicts.matrix_stats import repeated_measures
 from verdicts.table import write_csv
 from verdicts.thresholds import ScreenThresholds
 
@@ -167,7 +168,7 @@ def test_repeated_measures_correlation_equals_the_ancova_partial_correlation(imp
 
 
 def test_repeated_measures_drops_single_point_models_and_needs_two():
-    out = mx.repeated_measures([1, 2, 3, 5], [2, 1, 4, 4], ["a", "a", "a", "b"])
+    out = repeated_measures([1, 2, 3, 5], [2, 1, 4, 4], ["a", "a", "a", "b"])
     assert out["n"] == 3 and out["n_models"] == 1 and math.isnan(out["r"]) and out["note"]
 
 
