@@ -336,7 +336,7 @@ def _lookup(out_dir, claim):
 
 
 def test_every_ledger_claim_points_at_the_row_and_column_it_quotes(tmp_path, imported):
-    from fixtures.reporter import write_matrix_outputs
+    from report.outputs import write_matrix_outputs
     from verdicts.table import CELL_COLUMNS, format_value
 
     rows = _cells_csv_rows()

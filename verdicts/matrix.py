@@ -295,22 +295,19 @@ def passes(r: dict, t: ScreenThresholds) -> bool:
 
 
 def cheapest_passing(m: Matrix, classified: list[dict], t: ScreenThresholds) -> list[dict]:
-    bpw = {(c.model, c.quant): c.bits_per_weight for c in m.cells}
     rows = []
     for model in m.models:
+        bpw = {c.quant: c.bits_per_weight for c in m.quantized() if c.model == model}
         mine = [r for r in classified if r["model"] == model and not r["is_baseline"]]
-        ok = [r for r in mine if passes(r, t)]
-        known = sorted((r for r in ok if _finite(bpw[(model, r["quant"])])),
-                       key=lambda r: (bpw[(model, r["quant"])], r["quant"]))
-        best = known[0] if known else None
+        passing = {r["quant"]: r for r in mine if passes(r, t)}
+        ranked = sorted((q for q in passing if _finite(bpw[q])), key=lambda q: (bpw[q], q))
+        best = ranked[0] if ranked else None
         cheaper_failing = [] if best is None else sorted(
-            r["quant"] for r in mine if r not in ok and _finite(bpw[(model, r["quant"])])
-            and bpw[(model, r["quant"])] < bpw[(model, best["quant"])])
-        rows.append({"model": model, "n_quants": len(mine), "n_passing": len(ok),
-                     "cheapest_passing_quant": best["quant"] if best else "",
-                     "bits_per_weight": bpw[(model, best["quant"])] if best else NAN,
-                     "action": best["action"] if best else "",
-                     "passing_without_bpw": ";".join(sorted(r["quant"] for r in ok if r not in known)),
+            q for q in bpw if q not in passing and _finite(bpw[q]) and bpw[q] < bpw[best])
+        rows.append({"model": model, "n_quants": len(mine), "n_passing": len(passing),
+                     "cheapest_passing_quant": best or "", "bits_per_weight": bpw[best] if best else NAN,
+                     "action": passing[best]["action"] if best else "",
+                     "passing_without_bpw": ";".join(sorted(q for q in passing if q not in ranked)),
                      "cheaper_failing": ";".join(cheaper_failing),
                      "note": "" if best else ("no quantized cell passes" if mine else "no quantized cells")})
     return rows
