@@ -2,9 +2,10 @@
 
 A cache entry is one JSONL file named by the digest of its key parts (checkpoint content digest, prompt-set digest,
 decoding or capture settings, harness version); the parts are logged beside it in ``<key>.key.json``. Each line holds
-one prompt's result and the sha256 of its own fields, and lines are appended a whole batch at a time with fsync, so a
-run killed at any moment keeps every finished batch. A line that fails its checksum or names the wrong prompt (a torn
-write, a hand edit) is reported and recomputed, never used.
+one prompt's result, the key it was computed under and the sha256 of its own fields, and lines are appended a whole
+batch at a time with fsync, so a run killed at any moment keeps every finished batch. A line that fails its checksum,
+carries another key (a file copied or renamed by hand) or names the wrong prompt (a torn write, a hand edit) is
+reported and recomputed, never used.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from engine.digest import sha256_json
 
-HARNESS_CACHE_VERSION = "1"
+HARNESS_CACHE_VERSION = "2"  # 2: every line carries its store key
 
 
 class JsonlStore:
@@ -40,6 +41,8 @@ class JsonlStore:
                     rec = json.loads(raw)
                     if rec.pop("sha256") != sha256_json(rec):
                         raise ValueError("checksum mismatch")
+                    if rec.pop("key") != self.key:
+                        raise ValueError("entry belongs to another cache key")
                 except (ValueError, KeyError, TypeError, AttributeError):
                     self.corrupt_lines += 1
                     continue
@@ -85,7 +88,10 @@ class JsonlStore:
             tmp = key_file.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.key_parts, indent=2, sort_keys=True))
             os.replace(tmp, key_file)
-        lines = [json.dumps({**rec, "sha256": sha256_json(rec)}, ensure_ascii=False) + "\n" for rec in records]
+        lines = []
+        for rec in records:
+            rec = {**rec, "key": self.key}
+            lines.append(json.dumps({**rec, "sha256": sha256_json(rec)}, ensure_ascii=False) + "\n")
         # One write per batch; a torn final line (killed mid-write) fails its checksum on the next read.
         with open(self.path, "a", encoding="utf-8") as fh:
             if fh.tell() and not self._ends_with_newline():

@@ -107,6 +107,14 @@ def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
     return out
 
 
+def response_key(checkpoint_sha256: str, prompt_set_sha256: str, settings, chat_template: str | None) -> dict:
+    """What a cached response depends on: any change here starts a new cache file, so nothing stale is reused."""
+    return {"checkpoint_sha256": checkpoint_sha256, "prompt_set_sha256": prompt_set_sha256,
+            "decoding": settings.key_parts(),
+            "chat_template_override_sha256": sha256_bytes(chat_template.encode()) if chat_template else None,
+            "harness_version": __version__, "engine_version": engine_version(settings.engine)}
+
+
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
             is_baseline: bool = False, progress=None, engine: str = "transformers",
             info: CheckpointInfo | None = None) -> CellMeasurement:
@@ -138,10 +146,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
     responses = {}
     try:
         for role, ps in prompt_sets.items():
-            store = ResponseStore(ws.cache_dir, {
-                "checkpoint_sha256": digest, "prompt_set_sha256": ps.digest, "decoding": settings.key_parts(),
-                "chat_template_override_sha256": sha256_bytes(model.chat_template.encode()) if model.chat_template else None,
-                "harness_version": __version__, "engine_version": engine_version(engine)})
+            store = ResponseStore(ws.cache_dir, response_key(digest, ps.digest, settings, model.chat_template))
             found = store.load(prompt_digests(list(ps.prompts)))
             if len(found) == len(ps):  # warm: no tokenizer, no model
                 responses[role] = [found[i] for i in range(len(ps))]
