@@ -181,5 +181,6 @@ def test_unknown_engine_in_models_yaml(tmp_path):
     models = tmp_path / "models.yaml"
     models.write_text("models:\n  - id: m\n    baseline: embedded:smollm2\n    engine: vllm\n"
                       "    quants:\n      - {id: Q4_0, derive: 'gguf:Q4_0'}\n")
-    with pytest.raises(ScreenInputError, match=r"engine \(line 4\).*'vllm' is not known"):
+    with pytest.raises(ScreenInputError,
+                       match=r"models\[0\]\.engine \(line 4\): 'vllm' is not one of auto, transformers, llamacpp"):
         load_plan(models, {})

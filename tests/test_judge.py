@@ -379,10 +379,11 @@ def test_plan_reads_the_judge_section_and_flags(tmp_path):
     plan = load_plan(f, {"judge_endpoint": "http://127.0.0.1:8080/v1"})
     assert plan.judge.enabled and plan.judge.kind == "endpoint" and plan.judge.checkpoint is None
     assert not load_plan(f, {"judge_endpoint": "http://127.0.0.1:8080/v1", "no_judge": True}).judge.enabled
-    cases = [("judge:\n  endpoint: ftp://x\n", "is not an http(s) URL"),
-             ("judge:\n  enabled: true\n", "names neither a checkpoint nor an endpoint"),
-             ("judge:\n  colour: red\n", "unknown key 'colour'"),
-             ("judge:\n  checkpoint: x.gguf\n  retries: -1\n", "judge.retries (line 8)"),
+    cases = [("judge:\n  endpoint: ftp://x\n", "models.yaml.judge.endpoint (line 7): 'ftp://x' is not an http(s) URL"),
+             ("judge:\n  enabled: true\n", "models.yaml.judge (line 6): the judge is enabled but names neither"),
+             ("judge:\n  colour: red\n", "models.yaml.judge.colour (line 7): unknown key 'colour'"),
+             ("judge:\n  checkpoint: x.gguf\n  retries: -1\n", "judge.retries (line 8): -1 is out of range (0 to 20)"),
+             ("judge:\n  engine: vllm\n", "judge.engine (line 7): 'vllm' is not one of auto, transformers, llamacpp"),
              ("judge:\n  checkpoint: x.gguf\n  accuracy: nothere.csv\n", "(judge.accuracy) does not exist")]
     for extra, message in cases:
         f.write_text(head + extra)
