@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.digest import sha256_json
+from engine.errors import ScreenInputError
 
 HARNESS_CACHE_VERSION = "2"  # 2: every line carries its store key
 
@@ -93,12 +94,17 @@ class JsonlStore:
             rec = {**rec, "key": self.key}
             lines.append(json.dumps({**rec, "sha256": sha256_json(rec)}, ensure_ascii=False) + "\n")
         # One write per batch; a torn final line (killed mid-write) fails its checksum on the next read.
-        with open(self.path, "a", encoding="utf-8") as fh:
-            if fh.tell() and not self._ends_with_newline():
-                fh.write("\n")  # isolate a torn line left by a killed run
-            fh.write("".join(lines))
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                if fh.tell() and not self._ends_with_newline():
+                    fh.write("\n")  # isolate a torn line left by a killed run
+                fh.write("".join(lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # a full disk, a quota, a read-only mount
+            raise ScreenInputError(self.path, f"could not be written ({exc.strerror or exc})",
+                                   "free space there or pass --cache-dir on another disk; the batches already "
+                                   "cached are kept and the next run resumes from them") from None
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as fh:

@@ -82,7 +82,8 @@ def load_model(info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "flo
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {}
+    # GGUF, or safetensors only: a pickle (*.bin) lying beside the weights is never unpickled.
+    kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {"use_safetensors": True}
     if info.quant_method:  # GPTQ / AWQ: transformers hands the layers to gptqmodel's kernels
         from engine.quantize import gptqmodel_env
 

@@ -47,10 +47,10 @@ def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) ->
     if spec.derive:
         from engine.derive import derive
 
+        from engine.preflight import check_recipe
+
         base = resolve_checkpoint(model, model.baseline, ws)
-        if spec.derive.startswith(("gguf:", "llamacpp:")) and base.kind != "gguf":
-            raise ScreenInputError(f"{model.model_id}.{spec.quant}", f"recipe {spec.derive} needs a GGUF baseline",
-                                   "use gptq:, awq: or rtn: recipes for HF baselines, or a GGUF baseline")
+        check_recipe(model, spec, base)
         return inspect_checkpoint(derive(base.path, ws.checkpoint_digest(base), spec.derive, ws.cache_dir))
     return inspect_checkpoint(embedded_path(spec.path, ws))
 
@@ -151,8 +151,13 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             if len(found) == len(ps):  # warm: no tokenizer, no model
                 responses[role] = [found[i] for i in range(len(ps))]
                 continue
-            responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
-                                       get_tokenizer(), progress)
+            try:
+                responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
+                                           get_tokenizer(), progress)
+            except ScreenInputError as exc:
+                if exc.subject.startswith(label):  # a model-level problem (NaN logits): name the file as well
+                    raise ScreenInputError(f"{info.path} ({exc.subject})", exc.problem, exc.fix) from None
+                raise
         if engine == "llamacpp" and "model" in holder:
             holder.pop("model").close()  # never two copies of the weights in memory
         capture, probe_error = _capture(model, info, plan, prompt_sets, ws, digest, label, progress,

@@ -1,0 +1,108 @@
+"""Everything about a plan that can be checked without loading weights, checked before the first test runs.
+
+Headers, tokenizer files, chat templates, prompt files, the labelled replies, the device and the cache folder: a
+mistake in any of them is one line naming the file or option and the fix (pytest's usage error, exit code 4), seconds
+after the run starts rather than after an hour of generation. What only a loaded model can show (NaN logits, degenerate
+output) is still found when the cell is measured, and fails that cell's screens alone.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.checkpoint import CheckpointInfo
+from engine.errors import ScreenInputError
+
+
+def preflight(plan, ws, device: str) -> dict:
+    """Check the plan's inputs; returns the loaded prompt sets (role -> PromptSet) so they are read once."""
+    from engine.measure import load_prompt_sets
+
+    check_device(device)
+    check_writable(ws.cache_dir, "--cache-dir")
+    for model in plan.models:
+        check_model(model, ws)
+    if plan.judge.enabled and plan.judge.checkpoint:
+        from engine.measure import embedded_path
+
+        check_template(_inspect(embedded_path(plan.judge.checkpoint, ws)), plan.judge.chat_template, "the judge")
+    if plan.judge.enabled or plan.judge.accuracy != "none":
+        from engine.instruments import labelled_set
+
+        labelled_set(plan.judge.accuracy)
+    return load_prompt_sets(plan, ws)
+
+
+def check_device(requested: str) -> None:
+    """Only a CUDA request can be wrong on a machine that runs at all; `auto` and `cpu` never import torch here."""
+    if (requested or "auto").strip().lower() in ("auto", "cpu"):
+        return
+    from engine.loader import resolve_device
+
+    resolve_device(requested)
+
+
+def check_writable(folder: Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ScreenInputError(f"{option} {folder}", f"is not a writable folder ({exc.strerror or exc})",
+                               f"pass {option} a folder you can write to") from None
+
+
+def check_model(model, ws) -> None:
+    from engine.measure import choose_engine, embedded_path
+
+    base = _inspect(embedded_path(model.baseline.path, ws))
+    check_template(base, model.chat_template, model.model_id)
+    for spec in model.quants:
+        if spec.derive:
+            check_recipe(model, spec, base)
+            continue
+        cell = _inspect(embedded_path(spec.path, ws))
+        check_template(cell, model.chat_template, model.model_id)
+        check_pair(base, cell)
+        choose_engine(model.engine, cell, base)
+
+
+def check_recipe(model, spec, base: CheckpointInfo) -> None:
+    if spec.derive.startswith(("gguf:", "llamacpp:")) and base.kind != "gguf":
+        raise ScreenInputError(f"{model.model_id}.{spec.quant}", f"recipe {spec.derive} needs a GGUF baseline",
+                               "use gptq:, awq: or rtn: recipes for HF baselines, or a GGUF baseline")
+
+
+def _inspect(path: str) -> CheckpointInfo:
+    from engine.checkpoint import inspect_checkpoint
+
+    return inspect_checkpoint(path)
+
+
+def check_template(info: CheckpointInfo, override: str | None, whose: str) -> None:
+    if not info.has_chat_template and not override:
+        raise ScreenInputError(info.path, f"({whose}) has no chat template, so prompts cannot be rendered as the "
+                               "model was trained to read them",
+                               "pass --chat-template FILE (a Jinja template) or set chat_template: in models.yaml")
+
+
+def check_pair(base: CheckpointInfo, cell: CheckpointInfo) -> None:
+    """A cell must be a quantization of its baseline: same architecture, same vocabulary.
+
+    Between a GGUF and an HF folder the names differ by convention (and an HF vocab_size may be padded), so across
+    formats only a vocabulary the model cannot embed is refused."""
+    if base.kind == cell.kind:
+        if base.architecture and cell.architecture and base.architecture != cell.architecture:
+            raise ScreenInputError(cell.path, f"is a {cell.architecture} model but its baseline {base.path} is "
+                                   f"{base.architecture}", "pair each checkpoint with the model it was quantized from")
+        if base.vocab_size and cell.vocab_size and base.vocab_size != cell.vocab_size:
+            raise ScreenInputError(cell.path, f"has a vocabulary of {cell.vocab_size} tokens but its baseline "
+                                   f"{base.path} has {base.vocab_size}",
+                                   "pair each checkpoint with the model it was quantized from")
+        return
+    gguf, hf = (base, cell) if base.kind == "gguf" else (cell, base)
+    if gguf.vocab_size and hf.vocab_size and gguf.vocab_size > hf.vocab_size:
+        raise ScreenInputError(cell.path, f"and its baseline {base.path} have different vocabularies "
+                               f"({gguf.vocab_size} GGUF tokens, {hf.vocab_size} in config.json)",
+                               "pair each checkpoint with the model it was quantized from")

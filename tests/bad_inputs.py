@@ -1,0 +1,378 @@
+"""The catalogue of bad inputs: each case builds one broken input in a scratch folder and runs `pytest screens/` on it
+exactly as a user would. `tests/test_bad_inputs.py` checks every case; `python -m tests.bad_inputs` prints the
+table RELIABILITY.md shows (what the user sees, verbatim).
+
+A case passes when the run exits with its code (4, pytest's usage error, for anything found before a model loads;
+1 when only a loaded model can show the problem and that cell's screens fail), one line of the output names the file
+or option and the fix, and no Python traceback reaches the terminal.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+USAGE, FAILED = 4, 1
+
+# Small enough that a run which does start measuring (the two runtime cases) finishes in seconds on the tiny model.
+SMALL = """
+decoding: {{max_new_tokens: 4, batch_size: 2}}
+prompts:
+  harmful: {{source: advbench, n: 2}}
+  harmless: {{n: 2}}
+  quality: {{n: 2}}
+  benign: {{n: 2}}
+probes: {{enabled: false}}
+judge: {judge}
+{extra}models:
+  - id: m
+    engine: {engine}
+    baseline: {baseline}
+    quants:
+      - {{id: q, {cell}}}
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    input: str  # what is wrong, as a user would describe it
+    make: Callable[[Path], list]  # builds the bad input under a scratch folder, returns the pytest arguments
+    fragment: str  # the error line must contain this (besides "fix:")
+    exit_code: int = USAGE
+
+
+# ------------------------------------------------------------------------------------------------- builders
+def tiny(tmp: Path, name: str = "tiny", **kw) -> Path:
+    from tests.conftest import build_tiny_llama
+
+    return build_tiny_llama(tmp / name, **kw)
+
+
+def smollm2() -> str:
+    from engine.sources import smollm2_gguf
+
+    return smollm2_gguf().path
+
+
+def models(tmp: Path, baseline, cell: str, extra: str = "", judge: str = "{enabled: false, accuracy: none}",
+           engine: str = "auto") -> list:
+    """A models.yaml over `baseline` and one cell (`path: ...` or `derive: ...`)."""
+    f = tmp / "models.yaml"
+    f.write_text(textwrap.dedent(SMALL.format(baseline=baseline, cell=cell, extra=extra, judge=judge, engine=engine)))
+    return [f"--models={f}"]
+
+
+def tiny_pair(tmp: Path, damage: Callable[[Path], object] = lambda p: None, **kw) -> list:
+    """The tiny model as baseline and a copy of it, damaged by `damage`, as the cell (`kw`: models.yaml fields, or
+    `chat_template` for the copy)."""
+    base, cell = tiny(tmp, "base"), tiny(tmp, "cell", **{k: v for k, v in kw.items() if k == "chat_template"})
+    damage(cell)
+    return models(tmp, base, f"path: {cell}", **{k: v for k, v in kw.items() if k != "chat_template"})
+
+
+def prompt_file(name: str, body: bytes, option: str = "--harmful-file") -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        f = tmp / name
+        f.write_bytes(body)
+        return [*tiny_pair(tmp), f"{option}={f}"]
+    return make
+
+
+def yaml_text(body: str) -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        f = tmp / "models.yaml"
+        f.write_text(textwrap.dedent(body).replace("SMOL", "embedded:smollm2"))
+        return [f"--models={f}"]
+    return make
+
+
+def edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def file_cell(tmp: Path, name: str, data: bytes) -> list:
+    """A cell that is a file of these bytes, beside the embedded SmolLM2 baseline."""
+    (tmp / name).write_bytes(data)
+    return models(tmp, "embedded:smollm2", f"path: {tmp / name}")
+
+
+def cut_gguf(tmp: Path) -> list:
+    cut = tmp / "cut.gguf"
+    with open(smollm2(), "rb") as src:
+        cut.write_bytes(src.read(4 << 20))
+    return models(tmp, "embedded:smollm2", f"path: {cut}")
+
+
+def unsupported_gguf(tmp: Path) -> list:
+    """A well-formed GGUF whose one weight is Q8_1, a type the gguf package cannot dequantize."""
+    import gguf
+    import numpy as np
+
+    f = tmp / "q8_1.gguf"
+    w = gguf.GGUFWriter(str(f), "llama")
+    _, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_1]
+    w.add_tensor("blk.0.attn_q.weight", np.zeros((32, type_size), dtype=np.uint8),
+                 raw_dtype=gguf.GGMLQuantizationType.Q8_1)  # bytes of one block per row
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return models(tmp, "embedded:smollm2", f"path: {f}")
+
+
+def other_architecture(tmp: Path) -> list:
+    """A real tiny Qwen2 model paired with the tiny Llama baseline."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    base = tiny(tmp, "base")
+    cell = tiny(tmp, "cell")
+    cfg = json.loads((cell / "config.json").read_text())
+    torch.manual_seed(0)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=cfg["vocab_size"], hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    qwen.save_pretrained(cell, safe_serialization=True)
+    return models(tmp, base, f"path: {cell}")
+
+
+def other_vocabulary(tmp: Path) -> list:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, cell = tiny(tmp, "base"), tiny(tmp, "cell")
+    tok = AutoTokenizer.from_pretrained(cell)
+    tok.add_tokens([f"extra{i}" for i in range(8)])
+    model = AutoModelForCausalLM.from_pretrained(cell)
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(cell, safe_serialization=True)
+    tok.save_pretrained(cell)
+    return models(tmp, base, f"path: {cell}")
+
+
+def nan_weights(cell: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(cell / "model.safetensors")
+    weights["model.norm.weight"] = torch.full_like(weights["model.norm.weight"], float("nan"))
+    save_file(weights, cell / "model.safetensors", metadata={"format": "pt"})
+
+
+FULL_DISK = """
+import errno, os
+real = os.{call}
+def pytest_configure(config):
+    def full(*args, **kwargs):
+        if {only!r} in str(args[-1]):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(args[-1]))
+        return real(*args, **kwargs)
+    os.{call} = full
+"""
+
+
+def disk_full(call: str, only: str = "") -> Callable[[Path], list]:
+    """A run whose `os.<call>` fails as on a full disk (ENOSPC) for paths holding `only`, through a plugin the run
+    loads: fsync is the cache's last step of a batch, replace the last step of writing an output table."""
+    def make(tmp: Path) -> list:
+        plugin = tmp / "plugins" / "full_disk.py"  # run_case puts <tmp>/plugins on the path
+        plugin.parent.mkdir()
+        plugin.write_text(FULL_DISK.format(call=call, only=only))
+        return [*tiny_pair(tmp), "-p", "full_disk"]
+    return make
+
+
+def file_in_the_way(option: str) -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        blocker = tmp / "a-file"
+        blocker.write_text("not a folder")
+        return [*tiny_pair(tmp), f"{option}={blocker / 'results'}"]
+    return make
+
+
+def bad_matrix(tmp: Path) -> list:
+    f = tmp / "matrix.csv"
+    f.write_text("model,quant,is_baseline,refusal_rate_regex\nm,baseline,true,0.9\nm,Q4,false,lots\n")
+    return [*tiny_pair(tmp), f"--matrix={f}"]
+
+
+def bad_labels(tmp: Path) -> list:
+    f = tmp / "labels.csv"
+    f.write_text("prompt,response,label\nHow do I pick a lock?,I can't help.,maybe\n")
+    return tiny_pair(tmp, judge=f"{{enabled: false, accuracy: {f}}}")
+
+
+def unreachable_endpoint(tmp: Path) -> list:
+    return [*tiny_pair(tmp), "--judge-endpoint=http://127.0.0.1:9/v1"]
+
+
+def no_cuda(tmp: Path) -> list:
+    return [*tiny_pair(tmp), "--device=cuda"]
+
+
+GOOD_MODELS = """
+models:
+  - id: m
+    baseline: SMOL
+    quants:
+      - {id: Q4_0, derive: "gguf:Q4_0"}
+"""
+
+CASES = [
+    # ---- checkpoints
+    Case("missing-checkpoint", "--checkpoint names a path that does not exist",
+         lambda t: [f"--checkpoint={t / 'nope.gguf'}", "--baseline=embedded:smollm2"], "nope.gguf: does not exist"),
+    Case("missing-baseline", "models.yaml baseline: names a path that does not exist",
+         lambda t: models(t, t / "gone", "derive: \"gguf:Q4_0\""), "gone: does not exist"),
+    Case("checkpoint-without-baseline", "--checkpoint given without --baseline",
+         lambda t: [f"--checkpoint={smollm2()}"], "--checkpoint: was given without --baseline"),
+    Case("empty-folder", "the checkpoint is an empty folder",
+         lambda t: (t / "empty").mkdir() or models(t, tiny(t), f"path: {t / 'empty'}"), "is an empty folder"),
+    Case("truncated-safetensors", "model.safetensors cut short (an interrupted copy)",
+         lambda t: tiny_pair(t, lambda c: truncate(c / "model.safetensors", -100)), "is truncated"),
+    Case("corrupt-safetensors", "model.safetensors overwritten with garbage",
+         lambda t: tiny_pair(t, lambda c: (c / "model.safetensors").write_bytes(b"\xff" * 64)),
+         "is not a valid safetensors file"),
+    Case("pickle-weights", "a folder holding only pytorch_model.bin (pickle)",
+         lambda t: tiny_pair(t, lambda c: (c / "model.safetensors").rename(c / "pytorch_model.bin")),
+         "holds only pickle weights"),
+    Case("bad-config-json", "config.json is not valid JSON",
+         lambda t: tiny_pair(t, lambda c: (c / "config.json").write_text("{model_type: llama")), "is not valid JSON"),
+    Case("truncated-gguf", "a GGUF file cut short", cut_gguf, "is truncated"),
+    Case("garbage-gguf", "a .gguf file with the magic but no valid header",
+         lambda t: file_cell(t, "bad.gguf", b"GGUF" + b"\0" * 10),
+         "is not a readable GGUF file"),
+    Case("unsupported-gguf-type", "a GGUF whose tensors are of a type (Q8_1) that cannot be dequantized",
+         unsupported_gguf, "tensor types the gguf package cannot dequantize"),
+    Case("not-a-checkpoint", "the checkpoint is some other file",
+         lambda t: file_cell(t, "notes.txt", b"hello"),
+         "is a file but not a GGUF file"),
+    Case("missing-tokenizer", "an HF folder without tokenizer files",
+         lambda t: tiny_pair(t, lambda c: (c / "tokenizer.json").unlink()), "has no tokenizer"),
+    Case("no-chat-template", "a tokenizer without a chat template (and none supplied)",
+         lambda t: tiny_pair(t, chat_template=None), "has no chat template"),
+    Case("missing-chat-template-file", "--chat-template names a file that does not exist",
+         lambda t: [*tiny_pair(t), f"--chat-template={t / 'tpl.jinja'}"], "(--chat-template) does not exist"),
+    Case("unknown-quant-method", "quantization_config names a method this version cannot load",
+         lambda t: tiny_pair(t, lambda c: edit_json(c / "config.json",
+                                                    quantization_config={"quant_method": "mystery-4bit"})),
+         "names quantization method 'mystery-4bit'"),
+    Case("architecture-mismatch", "the checkpoint is a Qwen2 model, its baseline a Llama", other_architecture,
+         "is a qwen2 model but its baseline"),
+    Case("vocabulary-mismatch", "checkpoint and baseline have different vocabularies", other_vocabulary,
+         "has a vocabulary of"),
+    Case("gguf-recipe-on-hf-baseline", "a llama.cpp recipe for an HF (safetensors) baseline",
+         lambda t: models(t, tiny(t), "derive: \"gguf:Q4_0\""), "needs a GGUF baseline"),
+    Case("llamacpp-engine-on-hf", "engine: llamacpp for an HF folder",
+         lambda t: tiny_pair(t, engine="llamacpp"), "engine llamacpp cannot run it"),
+    Case("nan-logits", "a checkpoint whose weights produce NaN logits (found once it is loaded)",
+         lambda t: tiny_pair(t, nan_weights), "produces NaN or inf logits", FAILED),
+    # ---- prompt files
+    Case("missing-prompt-file", "--harmful-file names a file that does not exist",
+         lambda t: [*tiny_pair(t), f"--harmful-file={t / 'nope.csv'}"], "(harmful prompt file) does not exist"),
+    Case("empty-prompt-file", "a prompt file with a header and no rows", prompt_file("empty.csv", b"prompt\n"),
+         "holds no prompts"),
+    Case("duplicate-prompts", "a prompt file repeating a prompt", prompt_file("dup.csv", b"prompt\nsame\nsame\n"),
+         "hold the same prompt"),
+    Case("non-utf8-prompts", "a prompt file saved as Latin-1", prompt_file("latin.csv", "prompt\ncaf\xe9\n".encode(
+        "latin-1")), "is not UTF-8 text"),
+    Case("wrong-prompt-column", "a prompt file without a prompt/goal/Behavior column",
+         prompt_file("cols.csv", b"question\nhello\n"), "has no prompt column"),
+    Case("quality-without-reference", "a quality prompt file without reference answers",
+         prompt_file("q.csv", b"prompt\nhello\n", "--quality-file"), "need a reference answer column"),
+    Case("bad-jsonl-line", "a JSONL prompt file with a broken line",
+         prompt_file("p.jsonl", b'{"prompt": "a"}\n{not json}\n'), "p.jsonl:2: is not valid JSON"),
+    Case("bad-labelled-replies", "judge.accuracy names a labelled file with an unknown label", bad_labels,
+         "has label 'maybe'"),
+    # ---- models.yaml
+    Case("models-file-missing", "--models names a file that does not exist",
+         lambda t: [f"--models={t / 'nope.yaml'}"], "nope.yaml: does not exist"),
+    Case("yaml-syntax", "models.yaml is not valid YAML", yaml_text("models: [\n"), "is not valid YAML"),
+    Case("yaml-unknown-key", "a misspelt key", yaml_text("screen:\n  hiden_danger: 1\n" + GOOD_MODELS),
+         "unknown key 'hiden_danger'"),
+    Case("yaml-wrong-type", "a number written as a word", yaml_text("decoding:\n  max_new_tokens: lots\n" + GOOD_MODELS),
+         "decoding.max_new_tokens (line 2)"),
+    Case("yaml-threshold-out-of-range", "a threshold outside its range",
+         yaml_text("screen:\n  refusal_collapse_pp: 10\n" + GOOD_MODELS), "refusal_collapse_pp"),
+    Case("yaml-duplicate-ids", "two quants with the same id",
+         yaml_text(GOOD_MODELS + "      - {id: Q4_0, derive: \"gguf:Q8_0\"}\n"), "cell id 'm-Q4_0' is used twice"),
+    Case("yaml-duplicate-key", "a key written twice", yaml_text("screen: {alpha: 0.05, alpha: 0.01}\n" + GOOD_MODELS),
+         "key 'alpha' appears twice"),
+    Case("yaml-path-and-derive", "a quant with both path: and derive:",
+         yaml_text(GOOD_MODELS.replace('derive: "gguf:Q4_0"', 'path: x.gguf, derive: "gguf:Q4_0"')),
+         "has both path and derive"),
+    Case("yaml-models-not-a-list", "models: written as a mapping", yaml_text("models:\n  id: m\n  baseline: SMOL\n"),
+         "models (line 1): must be a list"),
+    Case("unknown-recipe", "a derive: recipe that does not exist",
+         yaml_text(GOOD_MODELS.replace("gguf:Q4_0", "gguf:Q9_9")), "is not a known recipe"),
+    # ---- options and environment
+    Case("bad-override", "--max-new-tokens 0", lambda t: [*tiny_pair(t), "--max-new-tokens=0"],
+         "--max-new-tokens: 0 is out of range"),
+    Case("cuda-without-cuda", "--device cuda on a machine without CUDA", no_cuda, "no CUDA device"),
+    Case("unreachable-judge", "--judge-endpoint at a port nothing listens on", unreachable_endpoint,
+         "(judge endpoint) is unreachable"),
+    Case("output-dir-not-writable", "--output-dir under a file", file_in_the_way("--output-dir"),
+         "output directory is not writable"),
+    Case("cache-dir-not-writable", "--cache-dir under a file", file_in_the_way("--cache-dir"),
+         "--cache-dir"),
+    Case("disk-full-cache", "the disk fills up while the response cache is written (simulated ENOSPC)",
+         disk_full("fsync"), "No space left on device", FAILED),
+    Case("disk-full-outputs", "the disk fills up while the result tables are written (simulated ENOSPC)",
+         disk_full("replace", f"{os.sep}out{os.sep}"), "No space left on device"),
+    Case("bad-matrix", "--matrix names a table with a non-number", bad_matrix, "matrix.csv"),
+]
+
+
+@dataclass
+class Seen:
+    exit_code: int
+    line: str  # the first output line holding both the fragment and "fix:", or ""
+    traceback: bool
+    output: str
+
+
+def run_case(case: Case, tmp: Path, timeout: int = 600) -> Seen:
+    tmp.mkdir(parents=True, exist_ok=True)
+    args = case.make(tmp)
+    defaults = [f"--cache-dir={tmp / 'cache'}", f"--output-dir={tmp / 'out'}"]
+    defaults = [d for d in defaults if not any(a.startswith(d.split("=")[0]) for a in args)]
+    cmd = [sys.executable, "-m", "pytest", "screens/", "-p", "no:cacheprovider", "-q", *defaults, *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp / "plugins")])}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    line = next((x.strip() for x in output.splitlines() if case.fragment in x and "fix:" in x), "")
+    return Seen(proc.returncode, line, "Traceback (most recent call last)" in output, output)
+
+
+def shown(line: str, tmp: Path) -> str:
+    """The line as a user would read it, with the scratch folder written as <tmp>."""
+    return re.sub(r"^(ERROR|E|FAILED|ERROR [^ ]+ - Failed):? *", "", line.replace(str(tmp), "<tmp>"))
+
+
+def main() -> None:
+    import tempfile
+
+    print("| # | input | exit | what the user sees |\n|---|---|---|---|")
+    for n, case in enumerate(CASES, 1):
+        with tempfile.TemporaryDirectory() as d:
+            seen = run_case(case, Path(d))
+            ok = seen.exit_code == case.exit_code and seen.line and not seen.traceback
+            text = shown(seen.line, Path(d)).replace("|", "\\|") or "(no line found)"
+            print(f"| {n} `{case.id}` | {case.input} | {seen.exit_code}{'' if ok else ' **unexpected**'} | {text} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
