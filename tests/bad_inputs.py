@@ -324,7 +324,7 @@ CASES = [
     Case("unreachable-judge", "--judge-endpoint at a port nothing listens on", unreachable_endpoint,
          "(judge endpoint) is unreachable"),
     Case("output-dir-not-writable", "--output-dir under a file", file_in_the_way("--output-dir"),
-         "output directory is not writable"),
+         "--output-dir"),
     Case("cache-dir-not-writable", "--cache-dir under a file", file_in_the_way("--cache-dir"),
          "--cache-dir"),
     Case("disk-full-cache", "the disk fills up while the response cache is written (simulated ENOSPC)",
