@@ -1,9 +1,10 @@
 """Crash safety, end to end: a real screen (SmolLM2 baseline and a derived Q4_0, probes and judge on) is killed with
-SIGKILL in the middle of the Q4_0 cell's generation, then run again on the same cache.
+SIGKILL in the middle of the Q4_0 cell's generation, run again on the same cache and killed again while the judge is
+half way through its replies, then run a third time to the end.
 
 Checked against an uninterrupted run on its own cache:
-- every response / judgement / activation cache file that existed at the kill is a byte prefix of the same file after
-  the resume (finished batches are kept and appended to, never rewritten);
+- every response / judgement / activation cache file that existed at either kill is a byte prefix of the same file
+  after the last run (finished batches are kept and appended to, never rewritten);
 - nothing finished was redone: each cache file holds exactly one verified line per prompt (or per judged pair), the
   resumed run generated only the batches missing at the kill and neither generated nor probed the baseline again, and
   the responses are the ones the uninterrupted run computed;
@@ -191,41 +192,36 @@ def runs(tmp_path_factory):
     # B: killed in the middle of the Q4_0 cell's harmful generation, once half its batches are cached. Activations
     # exist only once the baseline is measured (responses, then probes), so a partial harmful response file after that
     # is the cell's.
-    log_b = open(tmp / "runB.log", "w")
-    t0 = time.monotonic()
-    proc = subprocess.Popen(screen_cmd(tmp, "cacheB", "outB"), cwd=ROOT, stdout=log_b, stderr=subprocess.STDOUT,
-                            env=env, start_new_session=True)
-    cache_b, partial = tmp / "cacheB", None
-    try:
-        while proc.poll() is None and time.monotonic() - t0 < 600:
-            acts = cache_b / "activations"
-            if acts.is_dir() and any(newlines(p) for p in acts.glob("*.jsonl")):
-                for p in sorted((cache_b / "responses").glob("*.jsonl")):
-                    n = newlines(p)
-                    if N_HARMFUL // 2 <= n < N_HARMFUL and p.with_name(p.name.replace(".jsonl", ".key.json")).exists() \
-                            and n_prompts(cache_b, f"responses/{p.name}") == N_HARMFUL:
-                        partial = (p.name, n)
-                        break
-                if partial:
-                    break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log_b.close()
-    figures["run_b_until_kill_s"] = round(time.monotonic() - t0, 1)
-    assert partial is not None and proc.returncode == -signal.SIGKILL, (
-        f"run B was not killed mid-generation (exit {proc.returncode}):\n" + (tmp / "runB.log").read_text()[-3000:])
-    at_kill = cache_files(cache_b)
+    def mid_generation(cache: Path):
+        acts = cache / "activations"
+        if not (acts.is_dir() and any(newlines(p) for p in acts.glob("*.jsonl"))):
+            return None
+        for p in sorted((cache / "responses").glob("*.jsonl")):
+            n = newlines(p)
+            if N_HARMFUL // 2 <= n < N_HARMFUL and p.with_name(p.name.replace(".jsonl", ".key.json")).exists() \
+                    and n_prompts(cache, f"responses/{p.name}") == N_HARMFUL:
+                return p.name, n
+        return None
 
-    # B': the same command on the same cache.
+    # B': the same command on the same cache, killed again while the judge is half way through its replies.
+    judged = sum(n for name, n in expected.items() if name.startswith("judgements/"))
+
+    def mid_judging(cache: Path):
+        n = sum(newlines(p) for p in (cache / "judgements").glob("*.jsonl")) if (cache / "judgements").is_dir() else 0
+        return n if 0 < n < judged else None
+
+    partial, figures["run_b_until_kill_s"], log_b = kill_when(tmp, env, mid_generation, "runB.log")
+    at_kill = cache_files(tmp / "cacheB")
+    _, figures["run_b2_until_kill_s"], log_b2 = kill_when(tmp, env, mid_judging, "runB2.log")
+    at_kill2 = cache_files(tmp / "cacheB")
+
+    # B'': the same command once more, left to finish.
     t0 = time.monotonic()
-    b2 = subprocess.run(screen_cmd(tmp, "cacheB", "outB"), cwd=ROOT, capture_output=True, text=True, env=env,
+    b3 = subprocess.run(screen_cmd(tmp, "cacheB", "outB"), cwd=ROOT, capture_output=True, text=True, env=env,
                         timeout=900)
-    figures["run_b_resume_s"] = round(time.monotonic() - t0, 1)
-    assert b2.returncode == a.returncode, b2.stdout[-3000:] + b2.stderr[-3000:]
-    final_b = cache_files(cache_b)
+    figures["run_b3_s"] = round(time.monotonic() - t0, 1)
+    assert b3.returncode == a.returncode, b3.stdout[-3000:] + b3.stderr[-3000:]
+    final_b = cache_files(tmp / "cacheB")
 
     def lines(files, store):
         return sum(len(verified(d)[0]) for n, d in files.items() if n.startswith(store + "/") and n.endswith(".jsonl"))
@@ -234,27 +230,55 @@ def runs(tmp_path_factory):
         "response_lines_total": lines(final_a, "responses"),
         "response_lines_cached_at_kill": lines(at_kill, "responses"),
         "response_lines_generated_on_resume": lines(final_b, "responses") - lines(at_kill, "responses"),
+        "judgement_lines_total": judged, "judgement_lines_cached_at_second_kill": lines(at_kill2, "judgements"),
         "killed_file": f"responses/{partial[0]}", "killed_file_lines_at_kill": partial[1],
         "killed_file_lines_total": N_HARMFUL,
         "activation_lines_cached_at_kill": lines(at_kill, "activations"),
         "judgement_lines_cached_at_kill": lines(at_kill, "judgements"),
         "torn_lines_at_kill": sum(verified(d)[1] for n, d in at_kill.items() if n.endswith(".jsonl")),
+        "torn_lines_at_second_kill": sum(verified(d)[1] for n, d in at_kill2.items() if n.endswith(".jsonl")),
         "exit_code": a.returncode,
         "socket_connects": newlines(tmp / "net.log"),  # attempted by the three runs (loopback allowed, rest refused)
     })
     print("\ncrash-safety figures: " + json.dumps(figures, indent=1))
     if os.environ.get("QUANTSCREEN_RELIABILITY_OUT"):
         Path(os.environ["QUANTSCREEN_RELIABILITY_OUT"]).write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    return {"tmp": tmp, "a": a, "b2": b2, "final_a": final_a, "at_kill": at_kill, "final_b": final_b,
-            "expected": expected, "partial": partial, "figures": figures}
+    return {"tmp": tmp, "a": a, "b2_log": log_b2, "b3": b3, "final_a": final_a, "kills": [at_kill, at_kill2],
+            "final_b": final_b, "expected": expected, "partial": partial, "figures": figures}
+
+
+def kill_when(tmp: Path, env: dict, ready, log_name: str):
+    """Start the screen on cache B and SIGKILL its process group as soon as `ready(cache)` returns something.
+
+    Returns (what `ready` returned, seconds until the kill, the run's output)."""
+    log = open(tmp / log_name, "w")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(screen_cmd(tmp, "cacheB", "outB"), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    found = None
+    try:
+        while proc.poll() is None and time.monotonic() - t0 < 600 and found is None:
+            found = ready(tmp / "cacheB")
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    output = (tmp / log_name).read_text()
+    assert found is not None and proc.returncode == -signal.SIGKILL, (
+        f"{log_name}: the run was not killed where intended (exit {proc.returncode}):\n{output[-3000:]}")
+    return found, round(time.monotonic() - t0, 1), output
 
 
 def test_kill_keeps_every_finished_batch(runs):
     """Each store file at the kill is a byte prefix of itself after the resume: kept, appended to, never rewritten.
     (A torn last line would stay in place too: the next append starts with a newline that isolates it.)"""
-    at_kill, final_b = runs["at_kill"], runs["final_b"]
-    assert any(n.startswith("responses/") for n in at_kill) and any(n.startswith("activations/") for n in at_kill)
-    for name, before in at_kill.items():
+    first, second = runs["kills"]
+    assert any(n.startswith("responses/") for n in first) and any(n.startswith("activations/") for n in first)
+    assert any(n.startswith("judgements/") for n in second)
+    for name, before in [*first.items(), *second.items()]:
+        final_b = runs["final_b"]
         assert name in final_b, f"{name} disappeared on resume"
         after = final_b[name]
         if name.endswith(".key.json"):
@@ -266,7 +290,7 @@ def test_kill_keeps_every_finished_batch(runs):
 
 
 def test_resume_redoes_nothing_finished(runs):
-    at_kill, final_b, final_a, expected = runs["at_kill"], runs["final_b"], runs["final_a"], runs["expected"]
+    at_kill, final_b, final_a, expected = runs["kills"][0], runs["final_b"], runs["final_a"], runs["expected"]
     assert sorted(final_b) == sorted(final_a)  # cache keys do not depend on where the cache is
     for name, data in final_b.items():
         if not name.endswith(".jsonl"):
@@ -279,13 +303,15 @@ def test_resume_redoes_nothing_finished(runs):
         if store == "responses":  # exactly what the uninterrupted run generated, prompt by prompt
             assert {r["i"]: r for r in good} == {r["i"]: r for r in verified(final_a[name])[0]}, name
     check_complete(runs["tmp"] / "cacheB", final_b, "resumed run")
-    out = runs["b2"].stdout
-    # The baseline was fully measured before the kill: the resume neither generates nor probes it again...
+    out = runs["b2_log"]
+    # The baseline was fully measured before the first kill: the resume neither generates nor probes it again...
     assert "generating smol-baseline" not in out and "probing smol-baseline" not in out, out[-3000:]
     # ... and generates only the Q4_0 harmful prompts missing at the kill, plus the roles not started.
     name, n_at_kill = runs["partial"]
     assert re.search(rf"generating smol-Q4_0 harmful: {N_HARMFUL - n_at_kill} prompts", out), out[-3000:]
     assert len(verified(at_kill[f"responses/{name}"])[0]) == n_at_kill
+    # Every response was cached before the second kill (the judge runs last): the last run generates nothing.
+    assert "generating" not in runs["b3"].stdout, runs["b3"].stdout[-3000:]
 
 
 def test_resumed_tables_equal_the_uninterrupted_run(runs):
