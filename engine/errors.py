@@ -7,3 +7,8 @@ class ScreenInputError(Exception):
     def __init__(self, subject: str, problem: str, fix: str):
         self.subject, self.problem, self.fix = str(subject), problem, fix
         super().__init__(f"{self.subject}: {problem}; fix: {fix}")
+
+
+class ModelRunError(ScreenInputError):
+    """A problem met while running a loaded model (NaN or inf logits, a prompt longer than its context). Raised where
+    only the generation label is known; the caller that knows the checkpoint file adds it to the subject."""

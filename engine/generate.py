@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from engine.cache import CachedResponse, ResponseStore
 from engine.digest import sha256_bytes
-from engine.errors import ScreenInputError
+from engine.errors import ModelRunError, ScreenInputError
 
 
 @dataclass(frozen=True)
@@ -143,5 +143,5 @@ def _check_finite_logits(model, enc, label: str) -> None:
 
     logits = model(**enc).logits[:, -1, :]
     if not torch.isfinite(logits).all():
-        raise ScreenInputError(label, "produces NaN or inf logits on the first batch",
+        raise ModelRunError(label, "produces NaN or inf logits on the first batch",
                                "the checkpoint is damaged or its dtype overflows; try --dtype float32 or re-quantize")

@@ -10,7 +10,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-from engine.errors import ScreenInputError
+from engine.errors import ModelRunError, ScreenInputError
 
 
 def available() -> bool:
@@ -48,7 +48,7 @@ class LlamaCppModel:
     def complete(self, text: str, max_new_tokens: int, label: str, check_logits: bool = False) -> tuple[str, int, bool]:
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if len(ids) + max_new_tokens > self.n_ctx:
-            raise ScreenInputError(label, f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds "
+            raise ModelRunError(label, f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds "
                                    f"the llama.cpp context of {self.n_ctx}", "use shorter prompts or fewer new tokens")
         out, finished = [], False
         for token in self.llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
@@ -96,7 +96,7 @@ class LlamaCppModel:
         import numpy as np
 
         if not np.isfinite(self._last_logits()).all():
-            raise ScreenInputError(label, "produces NaN or inf logits on the first prompt",
+            raise ModelRunError(label, "produces NaN or inf logits on the first prompt",
                                    "the checkpoint is damaged; re-download or re-quantize it")
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from engine import __version__, sources
 from engine.checkpoint import CheckpointInfo, inspect_checkpoint
 from engine.digest import DigestMemo, sha256_bytes
-from engine.errors import ScreenInputError
+from engine.errors import ModelRunError, ScreenInputError
 from engine.plan import CheckpointSpec, ModelSpec, Plan
 from verdicts.cell import CellMeasurement
 
@@ -46,7 +46,6 @@ def embedded_path(raw: str, ws: Workspace) -> str:
 def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) -> CheckpointInfo:
     if spec.derive:
         from engine.derive import derive
-
         from engine.preflight import check_recipe
 
         base = resolve_checkpoint(model, model.baseline, ws)
@@ -154,10 +153,8 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             try:
                 responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
                                            get_tokenizer(), progress)
-            except ScreenInputError as exc:
-                if exc.subject.startswith(label):  # a model-level problem (NaN logits): name the file as well
-                    raise ScreenInputError(f"{info.path} ({exc.subject})", exc.problem, exc.fix) from None
-                raise
+            except ModelRunError as exc:
+                raise ModelRunError(f"{info.path} ({exc.subject})", exc.problem, exc.fix) from None
         if engine == "llamacpp" and "model" in holder:
             holder.pop("model").close()  # never two copies of the weights in memory
         capture, probe_error = _capture(model, info, plan, prompt_sets, ws, digest, label, progress,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.checkpoint import CheckpointInfo
+from engine.checkpoint import CheckpointInfo, inspect_checkpoint
 from engine.errors import ScreenInputError
 
 
@@ -25,7 +25,8 @@ def preflight(plan, ws, device: str) -> dict:
     if plan.judge.enabled and plan.judge.checkpoint:
         from engine.measure import embedded_path
 
-        check_template(_inspect(embedded_path(plan.judge.checkpoint, ws)), plan.judge.chat_template, "the judge")
+        judge = inspect_checkpoint(embedded_path(plan.judge.checkpoint, ws))
+        check_template(judge, plan.judge.chat_template, "the judge")
     if plan.judge.enabled or plan.judge.accuracy != "none":
         from engine.instruments import labelled_set
 
@@ -56,13 +57,13 @@ def check_writable(folder: Path, option: str) -> None:
 def check_model(model, ws) -> None:
     from engine.measure import choose_engine, embedded_path
 
-    base = _inspect(embedded_path(model.baseline.path, ws))
+    base = inspect_checkpoint(embedded_path(model.baseline.path, ws))
     check_template(base, model.chat_template, model.model_id)
     for spec in model.quants:
         if spec.derive:
             check_recipe(model, spec, base)
             continue
-        cell = _inspect(embedded_path(spec.path, ws))
+        cell = inspect_checkpoint(embedded_path(spec.path, ws))
         check_template(cell, model.chat_template, model.model_id)
         check_pair(base, cell)
         choose_engine(model.engine, cell, base)
@@ -72,12 +73,6 @@ def check_recipe(model, spec, base: CheckpointInfo) -> None:
     if spec.derive.startswith(("gguf:", "llamacpp:")) and base.kind != "gguf":
         raise ScreenInputError(f"{model.model_id}.{spec.quant}", f"recipe {spec.derive} needs a GGUF baseline",
                                "use gptq:, awq: or rtn: recipes for HF baselines, or a GGUF baseline")
-
-
-def _inspect(path: str) -> CheckpointInfo:
-    from engine.checkpoint import inspect_checkpoint
-
-    return inspect_checkpoint(path)
 
 
 def check_template(info: CheckpointInfo, override: str | None, whose: str) -> None:
