@@ -1,7 +1,10 @@
 """Greedy, batched generation with the checkpoint's own chat template, resumable through the response cache.
 
-Batches are a fixed partition of the prompt set (sorted by prompt length, then index), so a batch's composition,
-and therefore its greedy output, does not depend on which worker runs it or on what was cached before.
+Batches are a fixed partition of the prompt set (sorted by prompt length, then index, in batches of equal size), so a
+batch's composition, and therefore its greedy output, does not depend on which worker runs it or on what was cached
+before. Within a batch, a sequence leaves as soon as it emits a stop token (`greedy_decode`), so a refusal that ends
+after 20 tokens no longer rides along to the token limit of the batch's longest answer. BENCHMARKS.md has the
+measurements behind each choice.
 """
 from __future__ import annotations
 
@@ -13,10 +16,15 @@ from engine.digest import sha256_bytes
 from engine.errors import ModelRunError, ScreenInputError
 
 
+# What produces a batch's tokens, in the response cache key: batch shapes and row order change float sums, so a change
+# of algorithm starts new cache files instead of mixing outputs of two decoders.
+DECODER = "balanced-batches+drop-finished/1"
+
+
 @dataclass(frozen=True)
 class DecodingSettings:
     max_new_tokens: int = 128
-    batch_size: int = 16
+    batch_size: int = 128
     dtype: str = "float32"
     device: str = "cpu"
     system_prompt: str | None = None
@@ -26,6 +34,7 @@ class DecodingSettings:
         parts = asdict(self)
         parts["device"] = self.device.split(":")[0]  # cuda:0 and cuda:1 compute alike; cpu and cuda do not
         parts["greedy"] = True
+        parts["decoder"] = DECODER
         return parts
 
 
@@ -54,8 +63,19 @@ def stop_token_ids(model, tok) -> list[int]:
 
 
 def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Prompt indices sorted by length (longest first, then index), cut into the fewest batches of at most
+    `batch_size`, as equal in size as possible: 100 prompts at 64 make two batches of 50, not 64 and 36."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if not order:
+        return []
+    n_batches = -(-len(order) // batch_size)
+    base, extra = divmod(len(order), n_batches)
+    out, start = [], 0
+    for k in range(n_batches):
+        size = base + (k < extra)
+        out.append(order[start:start + size])
+        start += size
+    return out
 
 
 def generate(load_model, prompts: list[str], settings: DecodingSettings, store: ResponseStore,
@@ -79,13 +99,15 @@ def _generate_batches(model, tok, texts, digests, batches, settings, store, done
     n_missing = sum(len(b) for b in batches)
     bar = (progress or TextProgress)(f"generating {label}", n_missing)
     try:
-        if hasattr(model, "complete"):  # llama.cpp: one sequence at a time, a batch is the unit of caching
+        if hasattr(model, "complete_batch"):  # llama.cpp: the batch's sequences decoded together
             for k, batch in enumerate(batches):
-                entries = []
-                for j, i in enumerate(batch):
-                    text, n, finished = model.complete(texts[i], settings.max_new_tokens, label,
-                                                       check_logits=k == 0 and j == 0)
-                    entries.append(CachedResponse(i, digests[i], text, n, finished))
+                step = model.max_sequences  # llama.cpp's limit on sequences in one context
+                replies = [reply for start in range(0, len(batch), step)
+                           for reply in model.complete_batch([texts[i] for i in batch[start:start + step]],
+                                                             settings.max_new_tokens, label,
+                                                             check_logits=k == 0 and start == 0)]
+                entries = [CachedResponse(i, digests[i], text, n, finished)
+                           for i, (text, n, finished) in zip(batch, replies)]
                 store.append(entries)
                 done.update({e.index: e for e in entries})
                 bar.update(len(batch))
@@ -99,18 +121,23 @@ def _generate_torch_batches(model, tok, texts, digests, batches, settings, store
     import torch
 
     stops = stop_token_ids(model, tok)
+    fast = supports_greedy_decode(model)
     first = True
     for batch in batches:
         enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True,
                   add_special_tokens=False).to(settings.device)
         with torch.inference_mode():
-            if first:
-                _check_finite_logits(model, enc, label)
-                first = False
-            out = model.generate(**enc, max_new_tokens=settings.max_new_tokens, do_sample=False,
-                                 num_beams=1, eos_token_id=stops, pad_token_id=tok.pad_token_id,
-                                 temperature=None, top_p=None, top_k=None)
-        new = out[:, enc.input_ids.shape[1]:].tolist()
+            if fast:
+                new = greedy_decode(model, enc.input_ids, enc.attention_mask, settings.max_new_tokens, stops,
+                                    check_label=label if first else None)
+            else:
+                if first:
+                    _check_finite_logits(model(**enc).logits[:, -1, :], label)
+                out = model.generate(**enc, max_new_tokens=settings.max_new_tokens, do_sample=False,
+                                     num_beams=1, eos_token_id=stops, pad_token_id=tok.pad_token_id,
+                                     repetition_penalty=1.0, temperature=None, top_p=None, top_k=None)
+                new = out[:, enc.input_ids.shape[1]:].tolist()
+        first = False
         entries = []
         for i, ids in zip(batch, new):
             cut = next((k for k, t in enumerate(ids) if t in stops), None)
@@ -120,6 +147,73 @@ def _generate_torch_batches(model, tok, texts, digests, batches, settings, store
         store.append(entries)
         done.update({e.index: e for e in entries})
         bar.update(len(batch))
+
+
+def _cache_argument(model) -> str | None:
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def supports_greedy_decode(model) -> bool:
+    """True for decoder-only models whose layers all keep a plain key/value cache (full or sliding-window
+    attention), which is what `greedy_decode` knows how to shrink; other architectures (state-space or
+    linear-attention layers, encoder-decoders) are generated by `model.generate`."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    if getattr(model.config, "is_encoder_decoder", False) or _cache_argument(model) is None:
+        return False
+    try:
+        layers = DynamicCache(config=model.config).layers
+    except Exception:  # noqa: BLE001 - a config the cache cannot read: let generate() handle the model
+        return False
+    return bool(layers) and all(isinstance(layer, DynamicLayer) for layer in layers)
+
+
+def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stops: list[int],
+                  check_label: str | None = None) -> list[list[int]]:
+    """Pure greedy continuation (argmax, no penalties) of each left-padded row, up to and including its first stop
+    token or `max_new_tokens` tokens. A row that stops leaves the batch: its key/value cache rows are dropped, so
+    later steps compute only the rows still generating. `check_label`: check the first logits are finite.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    n_rows, prompt_len = input_ids.shape
+    cache = DynamicCache(config=model.config)
+    cache_arg = _cache_argument(model)
+    stop_ids = torch.tensor(stops, device=input_ids.device, dtype=input_ids.dtype)
+    mask = attention_mask.new_zeros(n_rows, prompt_len + max_new_tokens)
+    mask[:, :prompt_len] = attention_mask
+    position = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position, use_cache=True,
+                   logits_to_keep=1, **{cache_arg: cache}).logits[:, -1, :]
+    if check_label is not None:
+        _check_finite_logits(logits, check_label)
+    position = position[:, -1:]
+    rows = list(range(n_rows))  # original row of each row still generating
+    out: list[list[int]] = [[] for _ in range(n_rows)]
+    for step in range(max_new_tokens):
+        token = logits.argmax(-1)
+        for row, t in zip(rows, token.tolist()):
+            out[row].append(t)
+        if step == max_new_tokens - 1:
+            break
+        finished = torch.isin(token, stop_ids)
+        if finished.any():
+            keep = (~finished).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            cache.batch_select_indices(keep)
+            rows = [rows[k] for k in keep.tolist()]
+            token, position, mask = token[keep], position[keep], mask[keep]
+        mask[:, prompt_len + step] = 1
+        position = position + 1
+        logits = model(input_ids=token[:, None], attention_mask=mask[:, :prompt_len + step + 1],
+                       position_ids=position, use_cache=True, **{cache_arg: cache}).logits[:, -1, :]
+    return out
 
 
 class TextProgress:
@@ -138,10 +232,9 @@ class TextProgress:
         self._bar.close()
 
 
-def _check_finite_logits(model, enc, label: str) -> None:
+def _check_finite_logits(logits, label: str) -> None:
     import torch
 
-    logits = model(**enc).logits[:, -1, :]
     if not torch.isfinite(logits).all():
         raise ModelRunError(label, "produces NaN or inf logits on the first batch",
-                               "the checkpoint is damaged or its dtype overflows; try --dtype float32 or re-quantize")
+                            "the checkpoint is damaged or its dtype overflows; try --dtype float32 or re-quantize")

@@ -102,7 +102,7 @@ class Plan:
     models: tuple[ModelSpec, ...]
     thresholds: ScreenThresholds
     max_new_tokens: int = 128
-    batch_size: int = 16
+    batch_size: int = 128
     dtype: str = "float32"
     prompts: dict = field(default_factory=dict)  # role -> PromptSpec
     origin: str = "models.yaml"

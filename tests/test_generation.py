@@ -98,3 +98,13 @@ def test_cuda_without_cuda_is_a_clear_error():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ScreenInputError, match="no CUDA device"):
         resolve_device("cuda")
+
+
+def test_generate_fallback_gives_the_same_replies(tiny_llama, tmp_path, monkeypatch):
+    """Architectures greedy_decode does not handle go through transformers' generate: same greedy replies."""
+    import engine.generate
+
+    fast, _ = run(tiny_llama, ResponseStore(tmp_path / "fast", {"k": 1}))
+    monkeypatch.setattr(engine.generate, "supports_greedy_decode", lambda model: False)
+    slow, _ = run(tiny_llama, ResponseStore(tmp_path / "slow", {"k": 1}))
+    assert texts(slow) == texts(fast) and [r.n_tokens for r in slow] == [r.n_tokens for r in fast]
