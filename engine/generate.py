@@ -16,8 +16,8 @@ from engine.digest import sha256_bytes
 from engine.errors import ModelRunError, ScreenInputError
 
 
-# What produces a batch's tokens, in the response cache key: batch shapes and row order change float sums, so a change
-# of algorithm starts new cache files instead of mixing outputs of two decoders.
+# What produces a batch's tokens (transformers), in the response cache key: batch shapes and row order change float
+# sums, so a change of algorithm starts new cache files instead of mixing outputs of two decoders.
 DECODER = "balanced-batches+drop-finished/1"
 
 
@@ -34,7 +34,7 @@ class DecodingSettings:
         parts = asdict(self)
         parts["device"] = self.device.split(":")[0]  # cuda:0 and cuda:1 compute alike; cpu and cuda do not
         parts["greedy"] = True
-        parts["decoder"] = DECODER
+        parts["decoder"] = DECODER if self.engine == "transformers" else "one sequence at a time"
         return parts
 
 
@@ -99,15 +99,13 @@ def _generate_batches(model, tok, texts, digests, batches, settings, store, done
     n_missing = sum(len(b) for b in batches)
     bar = (progress or TextProgress)(f"generating {label}", n_missing)
     try:
-        if hasattr(model, "complete_batch"):  # llama.cpp: the batch's sequences decoded together
-            for k, batch in enumerate(batches):
-                step = model.max_sequences  # llama.cpp's limit on sequences in one context
-                replies = [reply for start in range(0, len(batch), step)
-                           for reply in model.complete_batch([texts[i] for i in batch[start:start + step]],
-                                                             settings.max_new_tokens, label,
-                                                             check_logits=k == 0 and start == 0)]
-                entries = [CachedResponse(i, digests[i], text, n, finished)
-                           for i, (text, n, finished) in zip(batch, replies)]
+        if hasattr(model, "complete"):  # llama.cpp: one sequence at a time (BENCHMARKS.md: batching it gained
+            for k, batch in enumerate(batches):  # nothing on CPU); a batch is the unit of caching
+                entries = []
+                for j, i in enumerate(batch):
+                    text, n, finished = model.complete(texts[i], settings.max_new_tokens, label,
+                                                       check_logits=k == 0 and j == 0)
+                    entries.append(CachedResponse(i, digests[i], text, n, finished))
                 store.append(entries)
                 done.update({e.index: e for e in entries})
                 bar.update(len(batch))

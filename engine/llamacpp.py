@@ -41,8 +41,6 @@ class LlamaCppModel:
                                    "or set engine: transformers for this model") from None
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.n_ctx = n_ctx
-        self.threads = threads or os.cpu_count()
-        self.max_sequences = int(llama_cpp.llama_max_parallel_sequences())
 
     def is_eog(self, token: int) -> bool:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
@@ -64,98 +62,6 @@ class LlamaCppModel:
                 break
         text_out = self.llm.detokenize(out).decode("utf-8", errors="replace").strip()
         return text_out, len(out), finished
-
-    def complete_batch(self, texts: list[str], max_new_tokens: int, label: str,
-                       check_logits: bool = False) -> list[tuple[str, int, bool]]:
-        """Greedy replies to several prompts decoded together: every step is one `llama_decode` over one token of
-        each sequence still generating, so the weights are read once per step for all of them, and a sequence leaves
-        (its cache cells freed) as soon as it emits an end-of-generation token. Returns what `complete` returns,
-        per prompt."""
-        import numpy as np
-
-        lib = self._llama_cpp
-        prompts = [self.llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in texts]
-        longest = max(len(ids) for ids in prompts)
-        if longest + max_new_tokens > self.n_ctx:
-            raise ModelRunError(label, f"a prompt of {longest} tokens plus {max_new_tokens} new tokens exceeds "
-                                f"the llama.cpp context of {self.n_ctx}", "use shorter prompts or fewer new tokens")
-        n_seq = len(prompts)
-        if n_seq > self.max_sequences:
-            raise ValueError(f"llama.cpp decodes at most {self.max_sequences} sequences together, not {n_seq}")
-        base = self.llm.context_params  # the settings `complete` decodes with (attention kernel, cache types...)
-        params = type(base).from_buffer_copy(base)
-        params.n_ctx = sum(len(ids) for ids in prompts) + n_seq * max_new_tokens + 256
-        params.n_batch = params.n_ubatch = 512
-        params.n_seq_max = n_seq
-        params.kv_unified = True  # one cache shared by all sequences, each using only what it needs
-        params.n_threads = params.n_threads_batch = self.threads
-        params.no_perf = True
-        ctx = lib.llama_init_from_model(self.llm.model, params)
-        if not ctx:
-            raise ModelRunError(label, f"llama.cpp could not make a context for {n_seq} sequences",
-                                "lower decoding.batch_size")
-        batch = lib.llama_batch_init(max(512, n_seq), 0, 1)
-        n_vocab = lib.llama_vocab_n_tokens(self._vocab)
-        try:
-            memory = lib.llama_get_memory(ctx)
-            # prefill: every prompt's tokens, in chunks of n_batch; logits only at each prompt's last token
-            entries = [(s, pos, tok, pos == len(ids) - 1) for s, ids in enumerate(prompts)
-                       for pos, tok in enumerate(ids)]
-            last_logits = {}
-            for start in range(0, len(entries), 512):
-                chunk = entries[start:start + 512]
-                self._fill(batch, chunk)
-                self._decode(ctx, batch, label)
-                wanted = [s for s, _, _, want in chunk if want]
-                if wanted:
-                    out = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(len(wanted), n_vocab))
-                    last_logits.update({s: out[k].argmax() for k, s in enumerate(wanted)})
-                    if check_logits and start == 0 and not np.isfinite(out[0]).all():
-                        raise ModelRunError(label, "produces NaN or inf logits on the first prompt",
-                                            "the checkpoint is damaged; re-download or re-quantize it")
-            replies = [[] for _ in range(n_seq)]
-            finished = [False] * n_seq
-            live = list(range(n_seq))
-            token = {s: int(last_logits[s]) for s in live}
-            for step in range(max_new_tokens):
-                still = []
-                for s in live:
-                    if self.is_eog(token[s]):
-                        finished[s] = True
-                        lib.llama_memory_seq_rm(memory, s, -1, -1)
-                    else:
-                        replies[s].append(token[s])
-                        if len(replies[s]) < max_new_tokens:
-                            still.append(s)
-                live = still
-                if not live:
-                    break
-                self._fill(batch, [(s, len(prompts[s]) + step, token[s], True) for s in live])
-                self._decode(ctx, batch, label)
-                out = np.ctypeslib.as_array(lib.llama_get_logits(ctx), shape=(len(live), n_vocab))
-                token = dict(zip(live, out.argmax(axis=1).tolist()))
-        finally:
-            lib.llama_batch_free(batch)
-            lib.llama_free(ctx)
-        return [(self.llm.detokenize(r).decode("utf-8", errors="replace").strip(), len(r), f)
-                for r, f in zip(replies, finished)]
-
-    @staticmethod
-    def _fill(batch, entries) -> None:
-        """Put (sequence, position, token, wants logits) entries into a llama_batch."""
-        for k, (seq, pos, tok, want) in enumerate(entries):
-            batch.token[k] = tok
-            batch.pos[k] = pos
-            batch.n_seq_id[k] = 1
-            batch.seq_id[k][0] = seq
-            batch.logits[k] = want
-        batch.n_tokens = len(entries)
-
-    def _decode(self, ctx, batch, label: str) -> None:
-        code = self._llama_cpp.llama_decode(ctx, batch)
-        if code != 0:
-            raise ModelRunError(label, f"llama_decode failed (code {code})",
-                                "lower decoding.batch_size, or use engine: transformers for this model")
 
     def next_token_logprobs(self, text: str):
         """log-softmax of the next-token logits after `text`; the tokens it shares with the previous call's text
