@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import record  # bench/record.py: appends to BENCHMARKS.md
-from generation import Quiet, checkpoint, hf_folder
+from generation import checkpoint, hf_folder
+from record import Quiet
 
 
 def load(engine: str, raw: str, dtype: str):

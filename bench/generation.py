@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import record  # bench/record.py: appends to BENCHMARKS.md
+from record import Quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -71,7 +72,7 @@ def hf_folder(raw: str):
 
 
 class Harness:
-    name = "harness"
+    name, engine = "harness", "transformers"
 
     def __init__(self, info, args):
         from engine.loader import load_model_and_tokenizer
@@ -83,16 +84,17 @@ class Harness:
         from engine.cache import ResponseStore
         from engine.generate import DecodingSettings, generate
 
-        settings = DecodingSettings(max_new_tokens=self.args.max_new_tokens, batch_size=self.args.batch_size)
+        settings = DecodingSettings(max_new_tokens=self.args.max_new_tokens, batch_size=self.args.batch_size,
+                                    engine=self.engine)
         with tempfile.TemporaryDirectory(prefix="qs-gen-") as tmp:
             store = ResponseStore(Path(tmp), {"bench": "generation"})
             out = generate(lambda: self.model, prompts, settings, store, "harness", self.tok, progress=Quiet)
         return [r.response for r in out]
 
 
-class HarnessLlamaCpp:
+class HarnessLlamaCpp(Harness):
     """The engine a screen of a GGUF checkpoint uses by default: llama.cpp on the GGUF's own quantized blocks."""
-    name = "harness-llamacpp"
+    name, engine = "harness-llamacpp", "llamacpp"
 
     def __init__(self, info, args):
         from engine.loader import load_engine_model, load_tokenizer
@@ -103,17 +105,6 @@ class HarnessLlamaCpp:
         self.tok = load_tokenizer(gguf, None)
         self.model = load_engine_model("llamacpp", gguf, self.tok)
         self.args = args
-
-    def run(self, prompts: list[str]) -> list[str]:
-        from engine.cache import ResponseStore
-        from engine.generate import DecodingSettings, generate
-
-        settings = DecodingSettings(max_new_tokens=self.args.max_new_tokens, batch_size=self.args.batch_size,
-                                    engine="llamacpp")
-        with tempfile.TemporaryDirectory(prefix="qs-gen-") as tmp:
-            store = ResponseStore(Path(tmp), {"bench": "generation"})
-            out = generate(lambda: self.model, prompts, settings, store, "harness", self.tok, progress=Quiet)
-        return [r.response for r in out]
 
 
 class Naive:
@@ -185,17 +176,6 @@ class LmEval:
                                           verbosity="ERROR")
         samples = sorted(results["samples"]["qs_advbench"], key=lambda s: s["doc_id"])
         return [s["resps"][0][0].strip() for s in samples]
-
-
-class Quiet:
-    def __init__(self, *_):
-        pass
-
-    def update(self, _n):
-        pass
-
-    def close(self):
-        pass
 
 
 def first_difference(a: str, b: str) -> int:

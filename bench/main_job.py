@@ -9,10 +9,8 @@ machine, the command and the date, to BENCHMARKS.md.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import record  # bench/record.py: appends to BENCHMARKS.md
@@ -21,13 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(cache: Path, out: Path, extra: list[str]) -> float:
-    cmd = [str(ROOT / "scripts" / "screen"), f"--cache-dir={cache}", f"--output-dir={out}", "-q", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        sys.exit(f"main job failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return elapsed
+    return record.screen(f"--cache-dir={cache}", f"--output-dir={out}", *extra)
 
 
 def main() -> None:

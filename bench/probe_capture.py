@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import record  # bench/record.py: appends to BENCHMARKS.md
+from record import Quiet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -80,17 +81,6 @@ def fused_capture(info, key: str, args, root: Path):
     settings = ProbeSettings(n_prompts=max(args.n_harmful, args.n_harmless))
     return capture(model, lambda: holder["t"], prompts(args), {"checkpoint": key}, settings, root, args.batch_size,
                    "cpu", None, key, progress=Quiet)
-
-
-class Quiet:
-    def __init__(self, *_):
-        pass
-
-    def update(self, _n):
-        pass
-
-    def close(self):
-        pass
 
 
 def child(mode: str, args) -> dict:

@@ -12,15 +12,12 @@ order; harmless, quality and benign look-alikes are 40 each. Prints one line and
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import record  # bench/record.py: appends to BENCHMARKS.md
 
-ROOT = Path(__file__).resolve().parents[1]
 
 MODELS_YAML = """decoding: {{max_new_tokens: 64}}
 judge: {{enabled: false}}
@@ -38,17 +35,6 @@ models:
 """
 
 
-def screen(models: Path, cache: Path, out: Path) -> float:
-    cmd = [str(ROOT / "scripts" / "screen"), f"--models={models}", f"--cache-dir={cache}", f"--output-dir={out}",
-           "-q", "-p", "no:cacheprovider"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        sys.exit(f"screen failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", default="smollm2:50,smollm2:100,smollm2:200,smollm2:520,qwen2.5-coder-0.5b:100")
@@ -62,8 +48,9 @@ def main() -> None:
             models = Path(tmp) / "models.yaml"
             models.write_text(MODELS_YAML.format(model=model, n=int(n)))
             cache, out = Path(tmp) / "cache", Path(tmp) / "out"
-            cold = screen(models, cache, out)
-            warm = screen(models, cache, out)
+            args = (f"--models={models}", f"--cache-dir={cache}", f"--output-dir={out}", "-p", "no:cacheprovider")
+            cold = record.screen(*args)
+            warm = record.screen(*args)
         total = int(n) + 40 + 40 + 40
         rows.append(f"| {model} | {n} | {total} | {cold:.1f} | {warm:.1f} | {100 * warm / cold:.1f}% |")
         summary.append(f"{model} n={n}: cold {cold:.0f} s, warm {warm:.1f} s ({100 * warm / cold:.1f}%)")
