@@ -147,10 +147,14 @@ def _generate_torch_batches(model, tok, texts, digests, batches, settings, store
         bar.update(len(batch))
 
 
-def _cache_argument(model) -> str | None:
+def _forward_parameters(model):
     import inspect
 
-    params = inspect.signature(model.forward).parameters
+    return inspect.signature(model.forward).parameters
+
+
+def _cache_argument(model) -> str | None:
+    params = _forward_parameters(model)
     return next((name for name in ("cache", "past_key_values") if name in params), None)
 
 
@@ -186,8 +190,9 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stops: 
     mask = attention_mask.new_zeros(n_rows, prompt_len + max_new_tokens)
     mask[:, :prompt_len] = attention_mask
     position = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    keep_last = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position, use_cache=True,
-                   logits_to_keep=1, **{cache_arg: cache}).logits[:, -1, :]
+                   **keep_last, **{cache_arg: cache}).logits[:, -1, :]
     if check_label is not None:
         _check_finite_logits(logits, check_label)
     position = position[:, -1:]
