@@ -58,18 +58,17 @@ def main() -> None:
     contenders = [(int(b), d) for d in dtypes for b in args.batch_sizes.split(",")]
     seconds = {c: [] for c in contenders}
     replies = {}
-    for r in range(args.rounds):
-        for c in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
-            b, d = c
-            info, tok, model = models[d]
-            settings = DecodingSettings(max_new_tokens=args.max_new_tokens, batch_size=b, dtype=d, engine=args.engine)
-            with tempfile.TemporaryDirectory(prefix="qs-sweep-") as tmp:
-                start = time.perf_counter()
-                out = generate(lambda: model, prompts, settings, ResponseStore(Path(tmp), {"sweep": 1}), "sweep",
-                               tok, progress=Quiet)
-                seconds[c].append(time.perf_counter() - start)
-            replies[c] = out
-            print(f"round {r + 1}: batch {b} {d}: {seconds[c][-1]:.1f} s", file=sys.stderr, flush=True)
+    for r, c in record.rotations(contenders, args.rounds):
+        b, d = c
+        info, tok, model = models[d]
+        settings = DecodingSettings(max_new_tokens=args.max_new_tokens, batch_size=b, dtype=d, engine=args.engine)
+        with tempfile.TemporaryDirectory(prefix="qs-sweep-") as tmp:
+            start = time.perf_counter()
+            out = generate(lambda: model, prompts, settings, ResponseStore(Path(tmp), {"sweep": 1}), "sweep",
+                           tok, progress=Quiet)
+            seconds[c].append(time.perf_counter() - start)
+        replies[c] = out
+        print(f"round {r}: batch {b} {d}: {seconds[c][-1]:.1f} s", file=sys.stderr, flush=True)
 
     ref = [x.response for x in replies[contenders[0]]]
     rows = ["| batch size | dtype | median s | rounds (s) | generated tokens | tokens/s | "

@@ -204,12 +204,11 @@ def main() -> None:
     tok = contenders[0].tok if hasattr(contenders[0], "tok") else contenders[0].lm.tokenizer
     seconds = {c.name: [] for c in contenders}
     replies = {}
-    for r in range(args.rounds):
-        for c in contenders[r % len(contenders):] + contenders[:r % len(contenders)]:
-            start = time.perf_counter()
-            replies[c.name] = c.run(prompts)
-            seconds[c.name].append(time.perf_counter() - start)
-            print(f"round {r + 1}: {c.name} {seconds[c.name][-1]:.1f} s", file=sys.stderr, flush=True)
+    for r, c in record.rotations(contenders, args.rounds):
+        start = time.perf_counter()
+        replies[c.name] = c.run(prompts)
+        seconds[c.name].append(time.perf_counter() - start)
+        print(f"round {r}: {c.name} {seconds[c.name][-1]:.1f} s", file=sys.stderr, flush=True)
 
     rows, diffs = [], []
     ref = replies[contenders[0].name]

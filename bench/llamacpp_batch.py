@@ -128,12 +128,11 @@ def main() -> None:
     names = list(contenders)
     seconds = {name: [] for name in names}
     replies = {}
-    for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            replies[name] = contenders[name]()
-            seconds[name].append(time.perf_counter() - start)
-            print(f"round {r + 1}: {name} {seconds[name][-1]:.1f} s", file=sys.stderr, flush=True)
+    for r, name in record.rotations(names, args.rounds):
+        start = time.perf_counter()
+        replies[name] = contenders[name]()
+        seconds[name].append(time.perf_counter() - start)
+        print(f"round {r}: {name} {seconds[name][-1]:.1f} s", file=sys.stderr, flush=True)
     model.close()
     ref = replies[names[0]]
     rows = ["| contender | median s | rounds (s) | generated tokens | tokens/s | replies identical to one at a time |",

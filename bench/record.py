@@ -39,6 +39,15 @@ def screen(*args: str) -> float:
     return elapsed
 
 
+def rotations(contenders: list, rounds: int):
+    """(round number from 1, contender) for every round, each round starting one contender later than the last,
+    so no contender always runs first (or right after the same neighbour) on a noisy machine."""
+    for r in range(rounds):
+        k = r % len(contenders)
+        for contender in contenders[k:] + contenders[:k]:
+            yield r + 1, contender
+
+
 class Quiet:
     """A progress bar that shows nothing (the benchmarks print their own round lines)."""
 

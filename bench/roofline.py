@@ -81,12 +81,11 @@ def main() -> None:
 
     rates = {b: [] for b in sizes}
     prefill = {b: [] for b in sizes}  # share of the batch's time spent before the first new token
-    for r in range(args.rounds):
-        for b in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:
-            full, one = decode_seconds(b, args.new_tokens + 1), decode_seconds(b, 1)
-            rates[b].append(b * args.new_tokens / (full - one))
-            prefill[b].append(one / full)
-            print(f"round {r + 1}: batch {b}: {rates[b][-1]:.1f} decode tok/s", file=sys.stderr, flush=True)
+    for r, b in record.rotations(sizes, args.rounds):
+        full, one = decode_seconds(b, args.new_tokens + 1), decode_seconds(b, 1)
+        rates[b].append(b * args.new_tokens / (full - one))
+        prefill[b].append(one / full)
+        print(f"round {r}: batch {b}: {rates[b][-1]:.1f} decode tok/s", file=sys.stderr, flush=True)
 
     rows = ["| batch | weight-bandwidth bound tok/s | compute bound tok/s | engine decode tok/s (rounds) | "
             "of bandwidth bound | of the lower bound | prompt prefill share |", "|---|---|---|---|---|---|---|"]
