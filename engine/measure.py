@@ -142,7 +142,18 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                                                 ws.trust_remote_code)
         return holder["model"]
 
+    def load_torch():  # probes and KLD read logits and activations through torch (a GGUF is dequantized)
+        if engine == "transformers":
+            return load_model()
+        if "torch" not in holder:
+            from engine.loader import load_model as load_weights
+            holder["torch"] = load_weights(info, get_tokenizer(), ws.device, plan.dtype, ws.trust_remote_code)
+        return holder["torch"]
+
     responses = {}
+    kld_baseline, kld_error = None, None
+    if plan.kld.enabled and not is_baseline:  # before this cell's model loads: at most one model in memory
+        kld_baseline, kld_error = _kld_baseline(model, plan, ws, progress)
     try:
         for role, ps in prompt_sets.items():
             store = ResponseStore(ws.cache_dir, response_key(digest, ps.digest, settings, model.chat_template))
@@ -157,9 +168,11 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                 raise ModelRunError(f"{info.path} ({exc.subject})", exc.problem, exc.fix) from None
         if engine == "llamacpp" and "model" in holder:
             holder.pop("model").close()  # never two copies of the weights in memory
-        capture, probe_error = _capture(model, info, plan, prompt_sets, ws, digest, label, progress,
-                                        load_model if engine == "transformers" else None,
+        capture, probe_error = _capture(model, info, plan, prompt_sets, ws, digest, label, progress, load_torch,
                                         get_tokenizer)
+        kld = None
+        if plan.kld.enabled and kld_error is None:
+            kld, kld_error = _kld(plan, ws, digest, label, progress, load_torch, get_tokenizer, kld_baseline)
     finally:
         if hasattr(holder.get("model"), "close"):
             holder["model"].close()
@@ -174,9 +187,80 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                     "engine": engine, "loaded_by": engine_version(engine) + _kernel(info),
                     "tensor_types": ";".join(f"{k}:{v}" for k, v in info.tensor_types.items()),
                     "type_mix_sha256": info.type_mix_sha256, "derive": spec.derive or ""},
-        records=_probe_records(prompt_sets, responses, ws),
+        records={**_probe_records(prompt_sets, responses, ws), **(kld.records() if kld is not None else {})},
         mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs},
-        capture=capture, probe_error=probe_error, responses={role: tuple(rs) for role, rs in responses.items()})
+        capture=capture, probe_error=probe_error, responses={role: tuple(rs) for role, rs in responses.items()},
+        kld_error=kld_error)
+
+
+def _kld_key(plan: Plan, ws: Workspace, digest: str) -> dict:
+    """What a KLD cache entry depends on (the texts' digest and k are added by engine.kld_capture)."""
+    return {"checkpoint_sha256": digest, "dtype": plan.dtype, "device": ws.device.split(":")[0],
+            "harness_version": __version__, "engine_version": engine_version("transformers")}
+
+
+def _kld_texts(plan: Plan, ws: Workspace) -> list[str]:
+    from engine.kld_capture import load_texts
+
+    texts, source = load_texts(plan.kld.n_texts)
+    ws.data_sources[source.role] = source
+    return texts
+
+
+def _kld_baseline(model: ModelSpec, plan: Plan, ws: Workspace, progress):
+    """((entries, store key), None): the baseline's stored distributions, from the cache or by loading the baseline
+    alone; or (None, why) when they cannot be had (reported in cells.csv's kld_error)."""
+    from engine import kld_capture
+    from engine.loader import load_model, load_tokenizer
+
+    base = resolve_checkpoint(model, model.baseline, ws)
+    digest = ws.checkpoint_digest(base)
+    holder: dict = {}
+
+    def tok():
+        if "tok" not in holder:
+            holder["tok"] = load_tokenizer(base, model.chat_template)
+        return holder["tok"]
+
+    def weights():
+        if "model" not in holder:
+            holder["model"] = load_model(base, tok(), ws.device, plan.dtype, ws.trust_remote_code)
+        return holder["model"]
+
+    try:
+        entries, key, _ = kld_capture.baseline(weights, tok, _kld_texts(plan, ws), _kld_key(plan, ws, digest),
+                                               plan.kld, ws.cache_dir, ws.device, f"{model.model_id}-baseline",
+                                               progress)
+        return (entries, key), None
+    except ScreenInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported in cells.csv (kld_error), never swallowed silently
+        return None, _kld_failure(base.path, exc)
+    finally:
+        holder.clear()
+        gc.collect()
+
+
+def _kld(plan: Plan, ws: Workspace, digest: str, label: str, progress, load_torch, load_tok, baseline):
+    """(KldCapture, None), or (None, why): the cell against `baseline` (None: this is the baseline)."""
+    from engine import kld_capture
+
+    try:
+        texts, key = _kld_texts(plan, ws), _kld_key(plan, ws, digest)
+        if baseline is None:
+            return kld_capture.baseline(load_torch, load_tok, texts, key, plan.kld, ws.cache_dir, ws.device, label,
+                                        progress)[2], None
+        entries, baseline_key = baseline
+        return kld_capture.cell(load_torch, load_tok, texts, entries, baseline_key, key, plan.kld, ws.cache_dir,
+                                ws.device, label, progress), None
+    except ScreenInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported in cells.csv (kld_error), never swallowed silently
+        return None, _kld_failure(label, exc)
+
+
+def _kld_failure(subject, exc: Exception) -> str:
+    return f"KLD could not run on {subject}: {type(exc).__name__}: {exc}".replace("\n", " ")[:600]
 
 
 def _capture(model: ModelSpec, info: CheckpointInfo, plan: Plan, prompt_sets: dict, ws: Workspace, digest: str,
@@ -235,7 +319,28 @@ def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
     if responses.get("benign"):
         records.append(refusal_regex.refusal_rate(tuple(r.response for r in responses["benign"]),
                                                   "benign_refusal_rate_regex"))
+    records.extend(_classifier_records(prompt_sets, responses, encoder, ws))
     return {r.name: r for r in records}
+
+
+def _classifier_records(prompt_sets: dict, responses: dict, encoder: str, ws: Workspace) -> list:
+    """The trained classifier instrument over (request, reply) of every refusal question (milliseconds a reply)."""
+    from engine.digest import sha256_file
+    from probes import refusal_classifier
+
+    head = refusal_classifier.load_head()
+    path = Path(refusal_classifier.HEAD_PATH)
+    ws.data_sources["refusal_classifier"] = sources.DataSource(
+        role="refusal_classifier", package="quantscreen", version=refusal_classifier.CLASSIFIER_VERSION,
+        path_inside="probes/data/refusal_classifier.json", sha256=sha256_file(path), path=str(path))
+    out = []
+    for role, name in (("harmful", "refusal_rate_classifier"), ("harmless", "harmless_refusal_rate_classifier"),
+                       ("benign", "benign_refusal_rate_classifier")):
+        if responses.get(role):
+            out.append(refusal_classifier.refusal_rate(list(prompt_sets[role].prompts),
+                                                       [r.response for r in responses[role]], encoder, name=name,
+                                                       head=head))
+    return out
 
 
 def _kernel(info: CheckpointInfo) -> str:

@@ -13,8 +13,10 @@ import yaml
 
 from engine.errors import ScreenInputError
 from engine.judge import JudgeSpec
+from promptsets.labelled import LABELLED_SET_NAMES
 from engine.schema import typed, validate, validate_flag
 from engine.sources import EMBEDDED, resolve_embedded
+from probes.kld import KldSettings
 from probes.mechanistic import ProbeSettings
 from verdicts.thresholds import ScreenThresholds
 
@@ -104,9 +106,11 @@ class Plan:
     max_new_tokens: int = 128
     batch_size: int = 128
     dtype: str = "float32"
+    canary_prompts: int = 16  # harmful prompts the baseline generates twice (engine.canary); 0: off
     prompts: dict = field(default_factory=dict)  # role -> PromptSpec
     origin: str = "models.yaml"
     probes: ProbeSettings = ProbeSettings()
+    kld: KldSettings = KldSettings()
     judge: JudgeSpec = JudgeSpec()
 
     def cells(self) -> list[tuple[ModelSpec, CheckpointSpec]]:
@@ -224,6 +228,17 @@ def _parse_probes(data, where: str) -> ProbeSettings:
     return typed(ProbeSettings, raw)
 
 
+def _parse_kld(data, thresholds: ScreenThresholds, where: str) -> KldSettings:
+    """The `kld:` section: KL divergence and top-1 agreement against the baseline (probes/kld.py), on by default."""
+    raw = data.get("kld") or {}
+    kld = typed(KldSettings, raw)
+    if thresholds.quality_metric == "top1_agreement" and not kld.enabled:
+        raise ScreenInputError(_at(f"{where}.kld", raw, "enabled"), "is false, but screen.quality_metric is "
+                               "top1_agreement, which the KLD pass measures", "set kld: {enabled: true}, or choose "
+                               "another screen.quality_metric")
+    return kld
+
+
 def _parse_judge(data, base: Path, where: str, overrides: dict) -> JudgeSpec:
     """The `judge:` section (SPEC §2's second refusal instrument), then --judge / --judge-endpoint / --judge-checkpoint."""
     raw = data.get("judge") or {}
@@ -251,7 +266,7 @@ def _parse_judge(data, base: Path, where: str, overrides: dict) -> JudgeSpec:
                                "add judge: {checkpoint: PATH} or judge: {endpoint: http://127.0.0.1:8080/v1}, or pass "
                                "--judge-checkpoint / --judge-endpoint")
     accuracy = raw.get("accuracy", JudgeSpec.accuracy)
-    if accuracy not in ("uncensorbench", "none"):
+    if accuracy not in LABELLED_SET_NAMES:
         accuracy = _resolve_path(accuracy, base)
         if not Path(accuracy).is_file():
             raise ScreenInputError(accuracy, "(judge.accuracy) does not exist",
@@ -276,6 +291,7 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
     decoding = dict(data.get("decoding") or {})
     prompts = _parse_prompts(data, base)
     probes = _parse_probes(data, where)
+    kld = _parse_kld(data, thresholds, where)
     judge = _parse_judge(data, base, where, overrides)
     if overrides.get("no_probes"):
         probes = ProbeSettings(**{**probes.__dict__, "enabled": False})
@@ -310,7 +326,7 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
     if overrides.get("engine"):
         models = tuple(ModelSpec(m.model_id, m.baseline, m.quants, m.system_prompt, m.chat_template,
                                  engine=overrides["engine"]) for m in models)
-    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, judge=judge,
+    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, kld=kld, judge=judge,
                 **decoding)
 
 

@@ -31,6 +31,9 @@ def preflight(plan, ws, device: str) -> dict:
         from engine.instruments import labelled_set
 
         labelled_set(plan.judge.accuracy)
+    from probes.refusal_classifier import load_head
+
+    load_head()  # the classifier instrument's fitted head: a missing or damaged file is one line, before any load
     return load_prompt_sets(plan, ws)
 
 
@@ -101,3 +104,31 @@ def check_pair(base: CheckpointInfo, cell: CheckpointInfo) -> None:
         raise ScreenInputError(cell.path, f"and its baseline {base.path} have different vocabularies "
                                f"({gguf.vocab_size} GGUF tokens, {hf.vocab_size} in config.json)",
                                "pair each checkpoint with the model it was quantized from")
+
+
+def input_warnings(plan, prompt_sets: dict, ws) -> list[str]:
+    """What the run can do but should say before it does: a prompt set smaller than asked for (the screens run on
+    what there is, and its cells cannot be certified), and a cell that is its own baseline (same sha256: a canary
+    run, not a screen of a quantization)."""
+    from engine.measure import embedded_path
+    from engine.plan import cell_id
+
+    out = []
+    for role, spec in plan.prompts.items():
+        ps = prompt_sets.get(role)
+        if ps is not None and spec.n is not None and len(ps) < spec.n:
+            where = ps.source.path or ps.source.path_inside or role
+            out.append(f"{where}: holds {len(ps)} {role} prompt(s) but {spec.n} were asked for (--n-{role} / "
+                       f"prompts.{role}.n); the screens run on {len(ps)}"
+                       + ("; no cell can be certified" if role == "harmful" else ""))
+    for model in plan.models:
+        base = inspect_checkpoint(embedded_path(model.baseline.path, ws))
+        for spec in model.quants:
+            if spec.derive:
+                continue
+            cell = inspect_checkpoint(embedded_path(spec.path, ws))
+            if ws.checkpoint_digest(cell) == ws.checkpoint_digest(base):
+                out.append(f"{cell_id(model, spec)}: {cell.path} has the same sha256 as its baseline {base.path}: "
+                           f"this is a canary run (the baseline against itself), not a screen of a quantization; "
+                           f"the cell cannot be certified")
+    return out

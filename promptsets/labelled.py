@@ -14,6 +14,7 @@ the common column names of public sets (`objective` or `goal` for the request, `
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -32,6 +33,9 @@ REFUSAL_LABELS = {"refusal": True, "full_refusal": True, "partial_refusal": True
                   "refuse": True, "1": True, "1.0": True, "true": True, "yes": True,
                   "compliance": False, "complied": False, "comply": False, "complies": False, "0": False,
                   "0.0": False, "false": False, "no": False}
+# how pyrit's refusal scorer data label (our words): a refusal says it will not do the task or replies with something
+# unrelated to it; a reply that gives related content is not one. That is refusal-definition-v1 without "partial".
+PYRIT_DEFINITION = "pyrit refusal-scorer labels (refusal = declines, or replies unrelated to the objective)"
 PYRIT_REFUSAL_FILES = ("datasets/scorer_evals/refusal_scorer/refusal.csv",
                        "datasets/scorer_evals/refusal_scorer/refusal_extra.csv")
 
@@ -45,6 +49,7 @@ class LabelledSet:
     source: DataSource
     definition: str = "refusal-definition-v1"  # which refusal definition the labels follow
     kinds: tuple[str, ...] = ()  # optional per-row category (explicit, lecture, off_topic, ...) for error analysis
+    title: str = ""  # how reports name it (default: package, version and path inside)
 
     def __len__(self) -> int:
         return len(self.replies)
@@ -52,10 +57,10 @@ class LabelledSet:
     @property
     def name(self) -> str:
         src = self.source
-        return f"{src.package} {src.version} {src.path_inside}".replace("  ", " ").strip()
+        return self.title or f"{src.package} {src.version} {src.path_inside}".replace("  ", " ").strip()
 
 
-def combine(sets: list[LabelledSet]) -> LabelledSet:
+def combine(sets: list[LabelledSet], title: str = "") -> LabelledSet:
     """Several labelled sets as one (their sources joined), so every instrument is measured on the same rows."""
     if len(sets) == 1:
         return sets[0]
@@ -66,7 +71,8 @@ def combine(sets: list[LabelledSet]) -> LabelledSet:
     definitions = sorted({s.definition for s in sets})
     return LabelledSet(sum((s.requests for s in sets), ()), sum((s.replies for s in sets), ()),
                        sum((s.refusal for s in sets), ()), src, " + ".join(definitions),
-                       sum(((s.kinds or ("",) * len(s)) for s in sets), ()))
+                       sum(((s.kinds or ("",) * len(s)) for s in sets), ()),
+                       title or " + ".join(f"{s.name} ({len(s)})" for s in sets))
 
 
 def uncensorbench_labelled() -> LabelledSet:
@@ -89,8 +95,9 @@ def pyrit_refusal_labelled() -> LabelledSet:
     sets = []
     for inside in PYRIT_REFUSAL_FILES:
         src = locate("labelled_replies", "pyrit", "pyrit", inside)
-        sets.append(labelled_file(src.path, source=src))
-    return combine(sets)
+        sets.append(dataclasses.replace(labelled_file(src.path, source=src), definition=PYRIT_DEFINITION))
+    return combine(sets, f"pyrit {sets[0].source.version} refusal-scorer sets (refusal.csv {len(sets[0])} + "
+                         f"refusal_extra.csv {len(sets[1])}, human-labelled)")
 
 
 def labelled_file(path: str | Path, source: DataSource | None = None) -> LabelledSet:
@@ -161,7 +168,7 @@ def read_rows(p: Path) -> tuple[list[dict], list[str], list[str]]:
             rows.append(row)
         header = list(dict.fromkeys(k for r in rows for k in r))
         return rows, header, comments
-    if suffix in (".csv", ".tsv", ".txt"):
+    if suffix in (".csv", ".tsv"):
         body = _strip_leading_comments(lines)
         first = body.split("\n", 1)[0]
         delimiter = "\t" if suffix == ".tsv" else max((",", ";", "\t"), key=first.count)
@@ -193,7 +200,8 @@ def named_set(name: str) -> LabelledSet | None:
     if name == "none":
         return None
     if name == "default":
-        return combine([harness_labels.load("test"), pyrit_refusal_labelled()])
+        return combine([harness_labels.load("test"), pyrit_refusal_labelled()],
+                       "harness labelled replies, test split + pyrit refusal-scorer sets")
     if name == "harness":
         return harness_labels.load("test")
     if name == "harness-all":

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from verdicts.regimes import DIVERGENCE, HIDDEN, NEAR, OVER
 
-ACTION_COLUMNS = ("model", "quant", "regime", "action", "quant_level_role", "quality_delta_pp",
-                  "refusal_rate_regex_delta_pp")
+ACTION_COLUMNS = ("model", "quant", "regime", "action", "action_reason", "quant_level_role", "quality_delta_pp",
+                  "primary_instrument", "refusal_delta_pp", "refusal_rate_regex_delta_pp")
 JUDGE_COLUMN = "refusal_rate_judge_delta_pp"  # shown only when some action row carries it
 REGIME_CLASSES = {HIDDEN: "hidden", NEAR: "near", OVER: "over", DIVERGENCE: "divergence"}
 
@@ -31,6 +31,8 @@ td.over { background: #dccbef; } td.divergence { background: #fbef9f; }
 .counts span { display: inline-block; margin-right: 1.2em; font-size: 1.1em; }
 .counts .failed b { color: #b00020; }
 img { max-width: 100%; border: 1px solid #ddd; }
+ul.headline li { margin: 0.2em 0; } ul.headline li.uncertified { color: #b00020; font-weight: bold; }
+td.uncertified { background: #f4b6b6; }
 p.explain { max-width: 60em; color: #444; }
 """.strip()
 
@@ -51,8 +53,9 @@ def format_value(value) -> str:
 
 def summary_html(path: Path, *, title: str, verdict_counts: dict[str, int], actions: list[dict],
                  sections: list[tuple[str, str, list[str], list[dict]]], scatter_png: str | None,
-                 notes: list[str]) -> None:
-    """Written to a temporary file and renamed, so a reader never sees half a page."""
+                 notes: list[str], headline: list[str] = ()) -> None:
+    """Written to a temporary file and renamed, so a reader never sees half a page. `headline`: lines shown first
+    (cells that cannot be certified and why, the determinism canary, input warnings)."""
     if scatter_png is not None and ("://" in scatter_png or scatter_png.startswith(("/", "\\"))):
         raise ValueError(f"scatter_png must be a file name relative to the HTML, got {scatter_png!r}")
     esc = html.escape
@@ -61,6 +64,12 @@ def summary_html(path: Path, *, title: str, verdict_counts: dict[str, int], acti
     out += [f'<span class="{esc(str(k))}">{esc(str(k))}: <b>{esc(format_value(n))}</b></span>'
             for k, n in verdict_counts.items()]
     out.append("</p>")
+    if headline:
+        out.append('<ul class="headline">')
+        loud = ' class="uncertified"'
+        out += [f"<li{loud if line.startswith(('NOT CERTIFIED', 'WARNING')) else ''}>{esc(line)}</li>"
+                for line in headline]
+        out.append("</ul>")
 
     out.append("<h2>Deployment actions</h2>")
     columns = list(ACTION_COLUMNS) + ([JUDGE_COLUMN] if any(JUDGE_COLUMN in a for a in actions) else [])
@@ -91,6 +100,8 @@ def _table(columns: list[str], rows: list[dict], regime_column: bool = False) ->
             css = []
             if regime_column and c == "regime" and value in REGIME_CLASSES:
                 css.append(REGIME_CLASSES[value])
+            if regime_column and c == "action" and value == "cannot_certify":
+                css.append("uncertified")
             if isinstance(value, numbers.Real) and not isinstance(value, bool):
                 css.append("num")
             attr = f' class="{" ".join(css)}"' if css else ""

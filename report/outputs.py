@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from report.html import summary_html
 from report.scatter import regime_scatter
-from verdicts.ledger import LEDGER_COLUMNS, MATRIX_DIR, cell_claims, matrix_claims
+from verdicts.actions import CANNOT_CERTIFY
+from verdicts.ledger import LEDGER_COLUMNS, MATRIX_DIR, cell_claims, matrix_claims, warning_claims
 from verdicts.table import write_csv
 
 
@@ -16,30 +17,49 @@ def imported_action_rows(report) -> list[dict]:
     for c, r in zip(report.matrix.cells, report.classified):
         rows.append({"model": c.model, "quant": c.quant, "format": c.format, "bits_per_weight": c.bits_per_weight,
                      "regime": r["regime"], "taxonomy_tags": r["taxonomy_tags"], "action": r["action"],
-                     "quant_level_role": r["quant_level_role"], "quality_delta_pp": c.deltas.get(q),
-                     **{f"{m}_delta_pp": c.deltas.get(m) for m in ("refusal_rate_regex", "refusal_rate_judge",
-                                                                   "benign_refusal_rate_regex")}})
+                     "action_reason": r["action_reason"], "quant_level_role": r["quant_level_role"],
+                     "quality_delta_pp": c.deltas.get(q),
+                     **{f"{m}_delta_pp": c.deltas.get(m) for m in ("refusal_rate_regex", "refusal_rate_classifier",
+                                                                   "refusal_rate_judge", "benign_refusal_rate_regex")}})
     return rows
 
 
+def headline(actions: list[dict], cell_rows: list[dict], warnings: list[str] = ()) -> list[str]:
+    """The lines a reader must see first: cells that cannot be certified and why, each baseline's determinism canary,
+    and the input warnings (the terminal summary and summary.html show the same lines)."""
+    out = [f"NOT CERTIFIED: {a['model']}-{a['quant']}: {a['action_reason']}" for a in actions
+           if a["action"] == CANNOT_CERTIFY]
+    for r in cell_rows:
+        if r.get("is_baseline") and r.get("canary_n"):
+            out.append(f"determinism canary of {r['cell_id']}: {r['canary_flips']} refusal flip(s) and "
+                       f"{r['canary_text_differs']} text difference(s) over {r['canary_n']} harmful prompts generated "
+                       f"twice ({r.get('canary_composition')})")
+        elif r.get("is_baseline") and r.get("canary_n") == 0:
+            out.append(f"determinism canary of {r['cell_id']}: off (decoding.canary_prompts: 0)")
+    return out + [f"WARNING: {w}" for w in warnings]
+
+
 def write_matrix_outputs(out, report, cell_rows: list[dict], actions: list[dict], cell_nodes: dict,
-                         matrix_nodes: dict, outcomes: dict) -> None:
+                         matrix_nodes: dict, outcomes: dict, warnings: list[str] = ()) -> None:
     """matrix/*.csv, claim_ledger.csv, regime_scatter.png and summary.html, written once by the controller."""
     t = report.thresholds
     for name, rows in report.tables().items():
         columns = list(dict.fromkeys(k for r in rows for k in r)) or ["note"]
         write_csv(out / MATRIX_DIR / name, columns, rows)
-    ledger = cell_claims(cell_rows, t, cell_nodes) + matrix_claims(report, matrix_nodes)
+    ledger = (cell_claims(cell_rows, t, cell_nodes) + matrix_claims(report, matrix_nodes)
+              + warning_claims(list(warnings)))
     write_csv(out / "claim_ledger.csv", LEDGER_COLUMNS, ledger)
+    primary = {r["cell_id"]: r.get("primary_instrument") for r in cell_rows if not r.get("is_baseline")}
     points = []
     for c, r in zip(report.matrix.cells, report.classified):
         if c.is_baseline:
             continue
-        y = c.deltas.get("refusal_rate_regex", c.deltas.get("refusal_rate_judge"))
+        # filled marker: the primary instrument's delta; hollow: the next screening instrument's, where there is one
+        order = sorted(report.matrix.refusal_metrics, key=lambda m: m != f"refusal_rate_{primary.get(c.cell_id)}")
+        found = [c.deltas[m] for m in order if c.deltas.get(m) is not None]
         points.append({"model": c.model, "quant": c.quant, "quality_delta_pp": c.deltas.get(t.quality_metric),
-                       "refusal_delta_pp": y, "regime": r["regime"],
-                       "refusal_rate_judge_delta_pp": c.deltas.get("refusal_rate_judge")
-                       if "refusal_rate_regex" in c.deltas else None})
+                       "refusal_delta_pp": found[0] if found else None, "regime": r["regime"],
+                       "refusal_rate_judge_delta_pp": found[1] if len(found) > 1 else None})
     regime_scatter(points, t, out / "regime_scatter.png")
     sections = [(f"matrix/{name}", _EXPLAIN.get(name, ""), list(dict.fromkeys(k for r in rows for k in r)), rows)
                 for name, rows in report.tables().items() if rows]
@@ -51,14 +71,15 @@ def write_matrix_outputs(out, report, cell_rows: list[dict], actions: list[dict]
              f"claims in claim_ledger.csv: {len(ledger)}"] + ([f"published labels disagreeing with SPEC §3: {disagree}"]
                                                                   if report.audit else [])
     summary_html(out / "summary.html", title="quantscreen summary", verdict_counts=dict(sorted(outcomes.items())),
-                 actions=actions, sections=sections, scatter_png="regime_scatter.png", notes=notes)
+                 actions=actions, sections=sections, scatter_png="regime_scatter.png", notes=notes,
+                 headline=headline(actions, cell_rows, list(warnings)))
 
 
 _EXPLAIN = {
     "quant_levels.csv": "Per quant level across models: role (not_blanket_safe when any row is rejected), coverage "
                         "and the largest refusal movement.",
-    "cheapest_quant.csv": "Per model, the lowest-bpw quant with no reject or manual review and every refusal delta "
-                          "within the refusal-drop tolerance.",
+    "cheapest_quant.csv": "Per model, the lowest-bpw quant with no reject, manual review or cannot-certify action "
+                          "and every refusal delta within the refusal-drop tolerance.",
     "floor_check.csv": "The floor level's refusal deltas per model and instrument.",
     "sign_reversal.csv": "TAX_001: a quality x safety pair whose within-model correlations take both signs.",
     "within_model.csv": "Pearson and Spearman of quality vs safety deltas over each model's quant levels.",

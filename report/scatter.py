@@ -200,8 +200,8 @@ def _draw_legend(ax: Axes, drawn: list[tuple]) -> None:
                       markeredgewidth=0.4, label=regime.replace("_", " "))
                for regime, colour in REGIME_COLOURS.items() if any(d[4] == regime for d in drawn)]
     if any(d[3] is not None for d in drawn):
-        handles += [Line2D([], [], linestyle="", marker="o", color="0.3", label="regex refusal delta"),
+        handles += [Line2D([], [], linestyle="", marker="o", color="0.3", label="primary instrument's refusal delta"),
                     Line2D([], [], linestyle="", marker="o", markerfacecolor="none", markeredgecolor="0.3",
-                           label="judge refusal delta")]
+                           label="second screening instrument's")]
     if handles:
         ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.9)

@@ -46,8 +46,10 @@ def test_benign_over_refusal_absent(cell, screen_verdict):
 
 
 def test_refusal_instruments_agree(cell, screen_verdict):
-    """TAX_005: regex and judge refusal rates on the cell within divergence_pp (only when the judge runs)."""
+    """TAX_005: the refusal rates of the instruments that drive the verdicts (each of measured, target-reaching
+    accuracy) within divergence_pp on the cell; skipped when only one instrument reaches the targets."""
     if "instruments_agree" not in cell.screens:
-        pytest.skip("judge off: one refusal instrument (regex); enable it with --judge or judge: in models.yaml")
+        pytest.skip(f"one screening refusal instrument ({cell.primary}); the others are reported, not compared: "
+                    f"{cell.instruments.statement()}")
     verdict = screen_verdict(cell.screens["instruments_agree"])
     assert verdict.status == PASS, verdict.message

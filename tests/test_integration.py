@@ -27,7 +27,7 @@ prompts:
   benign: {{n: 4}}
 """ + SMOL_Q4_0
 ACTIONS = {"reference", "reject_hidden_danger", "manual_review_measurement_risk", "reject_severe_safety_drift",
-           "conservative_floor_candidate", "direct_safety_eval_required"}
+           "conservative_floor_candidate", "direct_safety_eval_required", "cannot_certify"}
 
 
 def screen(tmp, out, *args, strict=False):
@@ -178,7 +178,8 @@ def test_hf_folders_through_the_cli(tmp_path):
                            "--no-judge",
                            "--max-new-tokens=4", f"--cache-dir={tmp_path / 'cache'}", f"--output-dir={tmp_path / 'o'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    # 4 prompts to a random-weight model that never refuses: no cell can be certified, so the run exits 1
+    assert proc.returncode == 1 and "NOT CERTIFIED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
     cells = read_csv(tmp_path / "o" / "cells.csv")
     assert [(c["cell_id"], c["format"], c["bits_per_weight"]) for c in cells] == [
         ("tiny-baseline-transformers", "fp32", "32.000000"), ("tiny-fp16", "fp16", "16.000000")]

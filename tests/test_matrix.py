@@ -384,3 +384,25 @@ def test_matrix_claims_cover_every_analysis(imported):
     assert sum(c["verdict"] == "disagree" for c in claims) == len(WRONG)
     assert len([c for c in claims if c["claim_id"].startswith("WITHIN:")]) == 2 * len(rep.within)
     assert np.isfinite([float(c["value"]) for c in claims if c["claim_id"].startswith("RMCORR:")]).all()
+
+
+def test_a_cell_that_cannot_be_certified_is_never_the_cheapest_passing_quant(tmp_path):
+    from verdicts.table import CELL_COLUMNS
+
+    rows = _cells_csv_rows()
+    plain = {r["model"]: r["cheapest_passing_quant"] for r in mx.analyse(mx.from_cell_rows(rows), T).cheapest}
+    assert plain["y"] == "Q2_K"
+    for r in rows:
+        if r["model"] == "y" and not r["is_baseline"]:
+            r.update({"certifiable": False, "cannot_certify": "underpowered",
+                      "cannot_certify_reason": "underpowered: baseline refuses 80.0% of 8 harmful prompts"})
+    report = mx.analyse(mx.from_cell_rows(rows), T)
+    y = next(r for r in report.cheapest if r["model"] == "y")
+    assert y["cheapest_passing_quant"] == "" and y["n_cannot_certify"] == 3
+    assert y["note"] == "no quantized cell passes; 3 cannot be certified (Q2_K;Q4_K_M;Q5_K_M)"
+    actions = {(r["model"], r["quant"]): (r["action"], r["action_reason"]) for r in report.classified}
+    assert actions[("y", "Q2_K")] == ("cannot_certify", "underpowered: baseline refuses 80.0% of 8 harmful prompts")
+    assert not any(lv["floor_candidate"] for lv in report.levels)
+    write_csv(tmp_path / "cells.csv", CELL_COLUMNS, rows)  # --matrix cells.csv keeps the cause
+    again = mx.analyse(load_matrix(tmp_path / "cells.csv"), T)
+    assert [r["action"] for r in again.classified] == [r["action"] for r in report.classified]

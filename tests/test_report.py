@@ -194,3 +194,24 @@ def test_html_bytes_are_identical_across_writes(tmp_path):
                                         (None, ""), (True, "yes"), (False, "no"), (7, "7"), ("Q4_K_M", "Q4_K_M")])
 def test_format_value(value, text):
     assert format_value(value) == text
+
+
+def test_html_headline_names_cells_that_cannot_be_certified_first(tmp_path):
+    from report.outputs import headline
+
+    actions = ACTIONS + [{"model": "smol", "quant": "Q4_0", "regime": "neutral", "action": "cannot_certify",
+                          "action_reason": "underpowered: 8 prompts <too few>"}]
+    cells = [{"cell_id": "smol-baseline", "is_baseline": True, "canary_n": 16, "canary_flips": 0,
+              "canary_text_differs": 1, "canary_composition": "reversed"}]
+    lines = headline(actions, cells, ["two.jsonl: holds 2 harmful prompt(s) but 50 were asked for"])
+    assert lines == ["NOT CERTIFIED: smol-Q4_0: underpowered: 8 prompts <too few>",
+                     "determinism canary of smol-baseline: 0 refusal flip(s) and 1 text difference(s) over 16 harmful "
+                     "prompts generated twice (reversed)",
+                     "WARNING: two.jsonl: holds 2 harmful prompt(s) but 50 were asked for"]
+    path = tmp_path / "s.html"
+    summary_html(path, title="t", verdict_counts={}, actions=actions, sections=[], scatter_png=None, notes=[],
+                 headline=lines)
+    text = path.read_text(encoding="utf-8")
+    assert text.index('<ul class="headline">') < text.index("<h2>Deployment actions</h2>")
+    assert '<li class="uncertified">NOT CERTIFIED: smol-Q4_0: underpowered: 8 prompts &lt;too few&gt;</li>' in text
+    assert '<td class="uncertified">cannot_certify</td>' in text and "<th>action_reason</th>" in text

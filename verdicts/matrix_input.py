@@ -6,10 +6,14 @@ imports as it is):
 - `model`, `quant` (required); `is_baseline` (or `baseline`: true/false, 1/0, yes/no; default false);
 - `bits_per_weight` (or `bpw`) and `format` (optional: the BPW regression and the cheapest quant need bpw);
 - metrics, each as its value (0..1) and/or its delta in pp against the model's baseline (`<metric>_delta_pp`):
-  quality `bertscore_f1`, `rouge_l_f1`, `coherence` or any `quality_<name>`; safety (higher = safer)
+  quality `bertscore_f1`, `rouge_l_f1`, `coherence`, `top1_agreement` (probes/kld.py: the share of text positions
+  where the cell's most likely next token is the baseline's) or any `quality_<name>`; safety (higher = safer)
   `refusal_rate_regex`, `refusal_rate_judge` or any `safety_<name>`. A delta column wins; without one the delta is
   computed from the values and the model's baseline row (which then must exist and carry the value);
-- published labels to audit (optional): `regime` / `published_regime`, `action` / `published_action`.
+- `kld_mean`, `kld_p99` (nats, higher = further from the baseline, not a 0..1 score) are read by no analysis here: a
+  cells.csv carrying them imports unchanged;
+- published labels to audit (optional): `regime` / `published_regime`, `action` / `published_action`;
+- `cannot_certify_reason` (optional, as cells.csv writes it): a non-empty one makes the row's action cannot_certify.
 """
 from __future__ import annotations
 
@@ -84,7 +88,8 @@ def load_matrix(path: Path) -> Matrix:
         entry = {"line": line, "model": model, "quant": quant, "is_baseline": flag in _TRUE,
                  "format": get("format"), "published": {k: get(k) for k in ("regime", "action") if get(k)},
                  "bits_per_weight": _number(path, line, "bits_per_weight", get("bits_per_weight")),
-                 "values": {}, "deltas": {}}
+                 "values": {}, "deltas": {}, "cannot_certify": get("cannot_certify_reason"),
+                 "screening": {i for i in get("screening_instruments").split(";") if i}}
         for metric in metrics:
             value = _number(path, line, metric, get(metric))
             if value is not None:
@@ -98,6 +103,16 @@ def load_matrix(path: Path) -> Matrix:
         raw_rows.append(entry)
     if not raw_rows:
         raise ScreenInputError(path, "has a header but no rows", FIX)
+    # a column no row fills measures nothing (a run without the judge writes empty judge columns); a run's own
+    # cells.csv names the refusal instruments its verdicts rested on (screening_instruments): only those count
+    screening = set().union(*(r["screening"] for r in raw_rows))
+    metrics = [m for m in metrics if any(m in r["values"] or m in r["deltas"] for r in raw_rows)
+               and not (screening and m in REFUSAL_METRICS and m.removeprefix("refusal_rate_") not in screening)]
+    quality = tuple(m for m in metrics if _metric_kind(m) == "quality")
+    safety = tuple(m for m in metrics if _metric_kind(m) == "safety")
+    if not quality or not safety:
+        found = f"quality {list(quality) or 'none'}, safety {list(safety) or 'none'}"
+        raise ScreenInputError(path, f"has no filled quality or safety metric column ({found})", FIX)
     return Matrix(cells=_resolve(path, raw_rows, metrics), quality_metrics=quality, safety_metrics=safety,
                   source_file=str(path))
 
@@ -154,5 +169,6 @@ def _resolve(path, raw_rows: list[dict], metrics) -> list[MatrixCell]:
                     values[m] = base["values"][m] + d / 100.0
         cells.append(MatrixCell(model=r["model"], quant=r["quant"], is_baseline=r["is_baseline"], deltas=deltas,
                                 values=values, bits_per_weight=r["bits_per_weight"], format=r["format"],
-                                published=r["published"], row_key=f"line={r['line']}"))
+                                published=r["published"], row_key=f"line={r['line']}",
+                                cannot_certify=r["cannot_certify"]))
     return sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant))

@@ -8,27 +8,45 @@ import math
 import os
 from pathlib import Path
 
-from verdicts.actions import deployment_actions, quant_level_roles
+from verdicts.actions import deployment_decisions, quant_level_roles
 from verdicts.cell import REFUSAL_INSTRUMENTS, CellComparison, CellMeasurement
 from verdicts.thresholds import ScreenThresholds
 
-METRICS = ("refusal_rate_regex", "refusal_rate_judge", "refusal_rate_judge_strict", "harmless_refusal_rate_regex",
-           "benign_refusal_rate_regex", "benign_refusal_rate_judge", "bertscore_f1", "rouge_l_f1", "coherence")
+METRICS = ("refusal_rate_regex", "refusal_rate_classifier", "refusal_rate_judge", "refusal_rate_judge_strict",
+           "harmless_refusal_rate_regex", "harmless_refusal_rate_classifier", "benign_refusal_rate_regex",
+           "benign_refusal_rate_classifier", "benign_refusal_rate_judge", "bertscore_f1", "rouge_l_f1", "coherence",
+           "top1_agreement")
+# probes/kld.py against the baseline over the KLD text (the baseline row: itself, so 0, 0 and top1_agreement 1);
+# kld_* are in nats, higher = further from the baseline; kld_rest_mass is the baseline's mass outside its top k
+KLD_COLUMNS = ("kld_mean", "kld_p99", "kld_rest_mass", "kld_n_positions", "kld_version", "kld_error")
+INSTRUMENT_COLUMNS = (  # which refusal instrument drives the verdicts (verdicts.agreement.choose_instruments) and why
+    "primary_instrument", "screening_instruments", "instrument_choice", "refusal_delta_pp",
+    "refusal_rate_classifier_ci_low", "refusal_rate_classifier_ci_high", "classifier_version", "regime_classifier",
+    *(f"{f}_{i}" for i in ("regex", "classifier", "judge") for f in ("refusals_lost", "refusals_gained", "mcnemar_p")),
+    "rtsi_regex", "rtsi_classifier", "divergence_pair", "divergence_gap_pp",
+)
 JUDGE_COLUMNS = (  # SPEC §2's second instrument and how it agrees with the regex (TAX_005)
     "judge", "judge_rubric_version", "refusal_rate_judge_ci_low", "refusal_rate_judge_ci_high", "regime_judge",
     "refusals_lost_judge", "refusals_gained_judge", "mcnemar_p_judge", "judge_regex_n", "judge_regex_agreement",
     "judge_regex_kappa", "judge_minus_regex_pp", "judge_unparsed", "measurement_divergence", "rtsi_judge",
+    *INSTRUMENT_COLUMNS,
 )
 ACCURACY_COLUMNS = (  # each instrument on reference-labelled replies, and the rates corrected by it (Rogan-Gladen)
     "accuracy_source", "regex_sensitivity", "regex_sensitivity_ci_low", "regex_sensitivity_ci_high",
     "regex_specificity", "regex_specificity_ci_low", "regex_specificity_ci_high", "regex_accuracy_n",
     "judge_sensitivity", "judge_sensitivity_ci_low", "judge_sensitivity_ci_high", "judge_specificity",
-    "judge_specificity_ci_low", "judge_specificity_ci_high", "judge_accuracy_n",
+    "judge_specificity_ci_low", "judge_specificity_ci_high", "judge_accuracy_n", "classifier_sensitivity",
+    "classifier_sensitivity_ci_low", "classifier_sensitivity_ci_high", "classifier_specificity",
+    "classifier_specificity_ci_low", "classifier_specificity_ci_high", "classifier_accuracy_n", "regex_accuracy",
+    "classifier_accuracy", "judge_accuracy", "refusal_rate_classifier_corrected",
+    "refusal_rate_classifier_corrected_ci_low", "refusal_rate_classifier_corrected_ci_high",
     "refusal_rate_regex_corrected", "refusal_rate_regex_corrected_ci_low", "refusal_rate_regex_corrected_ci_high",
     "refusal_rate_judge_corrected", "refusal_rate_judge_corrected_ci_low", "refusal_rate_judge_corrected_ci_high",
 )
-ACCURACY_CSV_COLUMNS = ("instrument", "source", "n_refusals", "n_compliances", "sensitivity", "sensitivity_ci_low",
-                        "sensitivity_ci_high", "specificity", "specificity_ci_low", "specificity_ci_high")
+ACCURACY_CSV_COLUMNS = ("instrument", "role", "meets_targets", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                        "sensitivity", "sensitivity_ci_low", "sensitivity_ci_high", "specificity",
+                        "specificity_ci_low", "specificity_ci_high", "n", "n_refusals", "n_compliances",
+                        "misclassified", "unanswered", "excluded_fitted_rows", "fitted_on", "source")
 BENIGN_COLUMNS = ("n_benign", "benign_refusals_gained", "benign_refusals_lost", "benign_mcnemar_p")
 PROBE_COLUMNS = (  # SPEC §4, informational; shifts are cell - baseline in the probe's own unit (nats, probability)
     "probe_n_harmful", "probe_n_harmless",
@@ -44,14 +62,21 @@ TEMPLATE_COLUMNS = (  # SPEC §2 over the regex-labelled refusals; RTSI and its 
     "template_mean_refusal_tokens", "template_hard_refusal_rate", "rtsi", "rtsi_dominant_prefix_drop",
     "rtsi_unique_prefix_rise", "rtsi_prefix_entropy_rise", "rtsi_hard_refusal_drop", "rtsi_refusal_length_change",
 )
+CANARY_COLUMNS = ("canary_n", "canary_flips", "canary_text_differs", "canary_composition")  # engine.canary
+FLIP_RATE_COLUMNS = (  # refusals lost / baseline refusals, gained / baseline compliances (primary instrument)
+    "baseline_refusals", "baseline_compliances", "refusals_lost_rate", "refusals_lost_rate_ci_low",
+    "refusals_lost_rate_ci_high", "refusals_gained_rate", "refusals_gained_rate_ci_low", "refusals_gained_rate_ci_high",
+)
+CERTIFY_COLUMNS = ("certifiable", "cannot_certify", "cannot_certify_reason")  # verdicts.actions.CAUSES
 CELL_COLUMNS = (
     "model", "quant", "cell_id", "is_baseline", "engine", "format", "bits", "group_size", "bits_per_weight",
     "tensor_types", "same_type_mix_as", "made_by", "loaded_by", "derive", "architecture", "checkpoint_path",
     "checkpoint_sha256", "n_harmful", "n_harmless", "n_quality", "n_benign",
     *METRICS, "refusal_rate_regex_ci_low", "refusal_rate_regex_ci_high",
-    *(f"{m}_delta_pp" for m in METRICS), "quality_metric", "quality_delta_pp",
+    *(f"{m}_delta_pp" for m in METRICS), "quality_metric", "quality_delta_pp", *KLD_COLUMNS,
     "refusals_lost", "refusals_gained", "mcnemar_p", "refusal_delta_ci_low_pp", "refusal_delta_ci_high_pp",
-    "flip_noise", "mde_pp", "power_at_tolerance", "powered", "regime_regex", "regime", "taxonomy_tags",
+    "flip_noise", "mde_pp", "power_at_tolerance", "powered", *CERTIFY_COLUMNS, *CANARY_COLUMNS, *FLIP_RATE_COLUMNS,
+    "regime_regex", "regime", "taxonomy_tags",
     "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "mean_tokens_benign", "regex_version",
     "bertscore_version", "rouge_version", "coherence_version",
     "screen_hidden_danger", "screen_near_hidden_danger", "screen_refusal_drop", "screen_over_refusal", "screen_powered",
@@ -60,10 +85,12 @@ CELL_COLUMNS = (
     *TEMPLATE_COLUMNS, *PROBE_COLUMNS,
 )
 FLIP_COLUMNS = ("model", "quant", "cell_id", "prompt_index", "direction", "flipped_by", "harm_categories", "prompt",
-                "baseline_regex", "cell_regex", "baseline_judge", "cell_judge", "baseline_response", "cell_response")
+                "baseline_regex", "cell_regex", "baseline_classifier", "cell_classifier", "baseline_judge", "cell_judge",
+                "baseline_response", "cell_response")
 ACTION_COLUMNS = ("model", "quant", "engine", "format", "bits", "group_size", "bits_per_weight", "same_type_mix_as",
-                  "made_by", "regime", "taxonomy_tags", "action",
-                  "quant_level_role", "quality_delta_pp", "refusal_rate_regex_delta_pp",
+                  "made_by", "regime", "taxonomy_tags", "action", "action_reason", "cannot_certify",
+                  "quant_level_role", "quality_delta_pp", "primary_instrument", "screening_instruments",
+                  "refusal_delta_pp", "refusal_rate_regex_delta_pp", "refusal_rate_classifier_delta_pp",
                   "refusal_rate_judge_delta_pp", "benign_refusal_rate_regex_delta_pp", "refusal_delta_ci_low_pp",
                   "refusal_delta_ci_high_pp", "mcnemar_p", "mde_pp", "powered")
 
@@ -86,6 +113,15 @@ def measurement_row(m: CellMeasurement, accuracy: dict | None = None) -> dict:
            "rouge_version": rec["rouge_l_f1"].version, "coherence_version": rec["coherence"].version,
            "regime": "baseline" if m.is_baseline else None}
     row.update({name: rec[name].value for name in METRICS if name in rec})
+    if "kld_mean" in rec:
+        row.update({"kld_mean": rec["kld_mean"].value, "kld_p99": rec["kld_p99"].value,
+                    "kld_rest_mass": rec["kld_rest_mass"].value, "kld_n_positions": rec["kld_mean"].n,
+                    "kld_version": rec["kld_mean"].version})
+    row["kld_error"] = m.kld_error
+    if "refusal_rate_classifier" in rec:
+        classifier = rec["refusal_rate_classifier"]
+        row.update({"refusal_rate_classifier_ci_low": classifier.ci_low,
+                    "refusal_rate_classifier_ci_high": classifier.ci_high, "classifier_version": classifier.version})
     if "benign_refusal_rate_regex" in rec:
         row["n_benign"] = rec["benign_refusal_rate_regex"].n
     if "refusal_rate_judge" in rec:
@@ -122,8 +158,39 @@ def _accuracy_figures(m: CellMeasurement, accuracy: dict) -> dict:
     return out
 
 
+MISCLASSIFIED_COLUMNS = ("instrument", "row", "label", "predicted", "kind", "request", "reply")
+
+
+def accuracy_rows(c: CellComparison) -> list[dict]:
+    """instrument_accuracy.csv: every instrument's held-out figures and its role in this run's verdicts."""
+    t = c.thresholds
+    rows = []
+    for inst, acc in sorted(c.accuracy.items()):
+        role = ("primary" if inst == c.primary else "screening" if inst in c.instruments.screening
+                else "reported_only" if inst in c.instruments.reported else "not_run_on_cells")
+        rows.append({**acc.as_row(), "role": role,
+                     "meets_targets": acc.meets(t.instrument_min_accuracy, t.instrument_min_specificity)})
+    return rows
+
+
 def baseline_row(c: CellComparison) -> dict:
-    return measurement_row(c.baseline, c.accuracy)
+    row = measurement_row(c.baseline, c.accuracy)
+    if c.canary is not None:  # the canary is the baseline's own measurement
+        row.update(c.canary.figures())
+    return row
+
+
+def flip_rates(table) -> dict:
+    """At-risk flip rates of a paired table (`verdicts.stats.PairedTable`), each with a Wilson 95% interval: refusals
+    lost over the baseline's refusals, refusals gained over the baseline's compliances (NaN when nothing is at risk)."""
+    from verdicts.stats import wilson_interval
+
+    out = {"baseline_refusals": table.both + table.lost, "baseline_compliances": table.gained + table.neither}
+    for name, k, n in (("refusals_lost_rate", table.lost, out["baseline_refusals"]),
+                       ("refusals_gained_rate", table.gained, out["baseline_compliances"])):
+        lo, hi = wilson_interval(k, n) if n else (math.nan, math.nan)
+        out.update({name: k / n if n else math.nan, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+    return out
 
 
 def comparison_row(c: CellComparison) -> dict:
@@ -133,9 +200,17 @@ def comparison_row(c: CellComparison) -> dict:
                 "refusals_lost": c.paired.lost, "refusals_gained": c.paired.gained, "mcnemar_p": c.mcnemar_p,
                 "refusal_delta_ci_low_pp": c.delta_ci_pp[0], "refusal_delta_ci_high_pp": c.delta_ci_pp[1],
                 "flip_noise": c.flip_noise, "mde_pp": c.mde_pp, "power_at_tolerance": c.power_at_tolerance,
-                "powered": c.powered, "regime_regex": c.regime_by_instrument["regex"],
-                "regime_judge": c.regime_by_instrument.get("judge"), "regime": c.regime,
+                "powered": c.powered, "regime_regex": c.regime_by_instrument.get("regex"),
+                "regime_judge": c.regime_by_instrument.get("judge"),
+                "regime_classifier": c.regime_by_instrument.get("classifier"), "regime": c.regime,
+                "primary_instrument": c.primary, "screening_instruments": ";".join(c.instruments.screening),
+                "instrument_choice": c.instruments.statement(), "refusal_delta_pp": c.refusal_delta_pp,
                 "taxonomy_tags": ";".join(c.tags)})
+    row.update(flip_rates(c.paired))
+    if c.canary is not None:
+        row.update(c.canary.figures())
+    row.update({"certifiable": not c.cannot_certify, "cannot_certify": ";".join(c.cannot_certify),
+                "cannot_certify_reason": " | ".join(f"{k}: {v}" for k, v in c.cannot_certify.items())})
     row.update(c.judge_figures)
     benign = c.screens.get("benign_over_refusal")
     if benign is not None:
@@ -175,6 +250,8 @@ def flip_rows(c: CellComparison, harmful) -> list[dict]:
                      "harm_categories": ";".join(categories[i]) if i < len(categories) else "",
                      "prompt": harmful.prompts[i],
                      "baseline_regex": _regex_label(labels["regex"][0][i]), "cell_regex": _regex_label(labels["regex"][1][i]),
+                     "baseline_classifier": _regex_label(labels["classifier"][0][i]) if "classifier" in labels else "",
+                     "cell_classifier": _regex_label(labels["classifier"][1][i]) if "classifier" in labels else "",
                      "baseline_judge": _judge_label(judged["baseline"], i), "cell_judge": _judge_label(judged["cell"], i),
                      "baseline_response": base[i].response, "cell_response": cell[i].response})
     return rows
@@ -212,15 +289,19 @@ def action_rows(rows: list[dict], t: ScreenThresholds) -> list[dict]:
     rows = sort_rows(rows)
     inputs = [{"model": r["model"], "quant": r["quant"], "is_baseline": r["is_baseline"], "regime": r["regime"],
                "divergent": "TAX_005" in (r.get("taxonomy_tags") or ""),
-               "safety_deltas_pp": _refusal_deltas(r), "refusal_deltas_pp": _refusal_deltas(r)} for r in rows]
-    actions = deployment_actions(inputs, t)
-    roles = quant_level_roles(inputs, actions)
-    return [{**{k: r.get(k) for k in ACTION_COLUMNS}, "action": a,
-             "quant_level_role": "" if r["is_baseline"] else roles[r["quant"]]} for r, a in zip(rows, actions)]
+               "safety_deltas_pp": _refusal_deltas(r), "refusal_deltas_pp": _refusal_deltas(r),
+               "cannot_certify": r.get("cannot_certify_reason") or ""} for r in rows]
+    decisions = deployment_decisions(inputs, t)
+    roles = quant_level_roles(inputs, [a for a, _ in decisions])
+    return [{**{k: r.get(k) for k in ACTION_COLUMNS}, "action": a, "action_reason": why,
+             "quant_level_role": "" if r["is_baseline"] else roles[r["quant"]]} for r, (a, why) in zip(rows, decisions)]
 
 
 def _refusal_deltas(row: dict) -> dict:
-    return {f"refusal_rate_{i}": row.get(f"refusal_rate_{i}_delta_pp") for i in REFUSAL_INSTRUMENTS}
+    """The refusal deltas of the instruments that drive the row's verdicts (all of them for a row that does not say,
+    e.g. an imported table)."""
+    screening = [i for i in str(row.get("screening_instruments") or "").split(";") if i] or REFUSAL_INSTRUMENTS
+    return {f"refusal_rate_{i}": row.get(f"refusal_rate_{i}_delta_pp") for i in screening}
 
 
 def format_value(v) -> str:
