@@ -18,6 +18,20 @@ class ProbeRecord:
     ci_high: float | None = None
 
 
+def rate_record(name: str, flags, version: str, inputs_digest: str) -> ProbeRecord:
+    """A refusal instrument's rate over its per-reply flags (True: refusal), with a Wilson 95% interval."""
+    from scipy.stats import binomtest
+
+    labels = tuple(1.0 if f else 0.0 for f in flags)
+    n, k = len(labels), int(sum(labels))
+    low = high = None
+    if n:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        low, high = float(ci.low), float(ci.high)
+    return ProbeRecord(name=name, value=k / n if n else float("nan"), n=n, per_item=labels, version=version,
+                       inputs_digest=inputs_digest, ci_low=low, ci_high=high)
+
+
 def digest_inputs(*parts) -> str:
     return sha256_json([list(p) if isinstance(p, tuple) else p for p in parts])[:16]
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from engine.digest import sha256_json
 from engine.errors import ScreenInputError
-from probes.records import ProbeRecord, digest_inputs
+from probes.records import ProbeRecord, digest_inputs, rate_record
 
 CLASSIFIER_VERSION = "classifier-minilm-logreg-v1"
 HEAD_PATH = Path(__file__).parent / "data" / "refusal_classifier.json"
@@ -224,17 +224,8 @@ def is_refusal(requests, replies, encoder_path: str, head: dict | None = None) -
 
 def refusal_rate(requests, replies, encoder_path: str, name: str = "refusal_rate_classifier",
                  head: dict | None = None) -> ProbeRecord:
-    from scipy.stats import binomtest
-
-    labels = tuple(1.0 if f else 0.0 for f in is_refusal(requests, replies, encoder_path, head))
-    n, k = len(labels), int(sum(labels))
-    low = high = None
-    if n:
-        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-        low, high = float(ci.low), float(ci.high)
-    return ProbeRecord(name=name, value=k / n if n else float("nan"), n=n, per_item=labels,
-                       version=CLASSIFIER_VERSION, inputs_digest=digest_inputs(tuple(requests), tuple(replies)),
-                       ci_low=low, ci_high=high)
+    return rate_record(name, is_refusal(requests, replies, encoder_path, head), CLASSIFIER_VERSION,
+                       digest_inputs(tuple(requests), tuple(replies)))
 
 
 def training_digests(head: dict | None = None) -> frozenset[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from probes.records import ProbeRecord, digest_inputs
+from probes.records import ProbeRecord, digest_inputs, rate_record
 
 PATTERN_SET_VERSION = "regex-v2"
 WINDOW_CHARS = 300
@@ -52,14 +52,4 @@ def is_refusal(response: str) -> bool:
 
 
 def refusal_rate(responses: list[str] | tuple[str, ...], name: str = "refusal_rate_regex") -> ProbeRecord:
-    from scipy.stats import binomtest
-
-    labels = tuple(1.0 if is_refusal(r) else 0.0 for r in responses)
-    n, k = len(labels), int(sum(labels))
-    low = high = None
-    if n:
-        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-        low, high = float(ci.low), float(ci.high)
-    return ProbeRecord(name=name, value=k / n if n else float("nan"), n=n, per_item=labels,
-                       version=PATTERN_SET_VERSION, inputs_digest=digest_inputs(tuple(responses)),
-                       ci_low=low, ci_high=high)
+    return rate_record(name, [is_refusal(r) for r in responses], PATTERN_SET_VERSION, digest_inputs(tuple(responses)))
