@@ -198,8 +198,9 @@ def runs(tmp_path_factory):
             return None
         for p in sorted((cache / "responses").glob("*.jsonl")):
             n = newlines(p)
-            if N_HARMFUL // 2 <= n < N_HARMFUL and p.with_name(p.name.replace(".jsonl", ".key.json")).exists() \
-                    and n_prompts(cache, f"responses/{p.name}") == N_HARMFUL:
+            key = p.with_name(p.name.replace(".jsonl", ".key.json"))
+            if N_HARMFUL // 2 <= n < N_HARMFUL and key.exists() and "canary" not in json.loads(key.read_text()) \
+                    and n_prompts(cache, f"responses/{p.name}") == N_HARMFUL:  # the cell's, not the baseline's canary
                 return p.name, n
         return None
 

