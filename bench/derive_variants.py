@@ -27,13 +27,13 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=None, help="an empty cache folder to derive into and keep (for a later "
                                                          "screen of the same matrix); default: a temporary one")
     args = ap.parse_args()
-    from engine.quantize import gptqmodel_env
+    from quantscreen.engine.quantize import gptqmodel_env
 
     gptqmodel_env()
-    from engine.checkpoint import inspect_checkpoint
-    from engine.derive import derive
-    from engine.measure import Workspace, resolve_checkpoint
-    from engine.plan import load_plan
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.derive import derive
+    from quantscreen.pipeline.workspace import Workspace, resolve_checkpoint
+    from quantscreen.pipeline.plan import load_plan
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="qs-derive-") as tmp:

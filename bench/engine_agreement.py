@@ -27,14 +27,14 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    import promptsets
-    from engine import sources
-    from engine.cache import ResponseStore
-    from engine.checkpoint import inspect_checkpoint
-    from engine.generate import DecodingSettings, generate
-    from engine.loader import load_engine_model, load_tokenizer
-    from engine.measure import engine_version
-    from probes.refusal_regex import is_refusal
+    from quantscreen import promptsets
+    from quantscreen.engine import sources
+    from quantscreen.engine.cache import ResponseStore
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.generate import DecodingSettings, generate
+    from quantscreen.engine.loader import load_engine_model, load_tokenizer
+    from quantscreen.pipeline.workspace import engine_version
+    from quantscreen.probes.refusal_regex import is_refusal
 
     embedded = sources.resolve_embedded(args.checkpoint)
     info = inspect_checkpoint(embedded.path if embedded else args.checkpoint)

@@ -30,7 +30,7 @@ from record import Quiet
 
 
 def load(engine: str, raw: str, dtype: str):
-    from engine.loader import load_engine_model, load_tokenizer
+    from quantscreen.engine.loader import load_engine_model, load_tokenizer
 
     info = hf_folder(raw) if engine == "transformers" else checkpoint(raw)
     tok = load_tokenizer(info, None)
@@ -48,9 +48,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    import promptsets
-    from engine.cache import ResponseStore
-    from engine.generate import DecodingSettings, generate
+    from quantscreen import promptsets
+    from quantscreen.engine.cache import ResponseStore
+    from quantscreen.engine.generate import DecodingSettings, generate
 
     prompts = list(promptsets.advbench(args.n, 0).prompts)
     dtypes = args.dtypes.split(",")

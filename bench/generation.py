@@ -46,24 +46,24 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def checkpoint(raw: str):
     """`raw` (a path or an `embedded:` name) inspected."""
-    from engine import sources
-    from engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine import sources
+    from quantscreen.engine.checkpoint import inspect_checkpoint
 
     embedded = sources.resolve_embedded(raw, cache_dir())
     return inspect_checkpoint(embedded.path if embedded else raw)
 
 
 def cache_dir() -> Path:
-    from engine import sources
+    from quantscreen.engine import sources
 
     return Path(os.environ.get("QUANTSCREEN_CACHE") or sources.default_cache_dir())
 
 
 def hf_folder(raw: str):
     """An HF checkpoint folder for `raw`: a folder as given, or the fp16 reference folder derived from a GGUF."""
-    from engine.checkpoint import inspect_checkpoint
-    from engine.derive import REFERENCE, derive
-    from engine.digest import sha256_file
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.derive import REFERENCE, derive
+    from quantscreen.records.digest import sha256_file
 
     info = checkpoint(raw)
     if info.kind == "gguf":
@@ -75,14 +75,14 @@ class Harness:
     name, engine = "harness", "transformers"
 
     def __init__(self, info, args):
-        from engine.loader import load_model_and_tokenizer
+        from quantscreen.engine.loader import load_model_and_tokenizer
 
         self.model, self.tok = load_model_and_tokenizer(info, None)
         self.args = args
 
     def run(self, prompts: list[str]) -> list[str]:
-        from engine.cache import ResponseStore
-        from engine.generate import DecodingSettings, generate
+        from quantscreen.engine.cache import ResponseStore
+        from quantscreen.engine.generate import DecodingSettings, generate
 
         settings = DecodingSettings(max_new_tokens=self.args.max_new_tokens, batch_size=self.args.batch_size,
                                     engine=self.engine)
@@ -97,7 +97,7 @@ class HarnessLlamaCpp(Harness):
     name, engine = "harness-llamacpp", "llamacpp"
 
     def __init__(self, info, args):
-        from engine.loader import load_engine_model, load_tokenizer
+        from quantscreen.engine.loader import load_engine_model, load_tokenizer
 
         gguf = checkpoint(args.checkpoint)
         if gguf.kind != "gguf":
@@ -111,7 +111,7 @@ class Naive:
     name = "naive"
 
     def __init__(self, info, args):
-        from engine.loader import load_model_and_tokenizer
+        from quantscreen.engine.loader import load_model_and_tokenizer
 
         self.model, self.tok = load_model_and_tokenizer(info, None)
         self.args = args
@@ -192,9 +192,9 @@ def main() -> None:
     parser.add_argument("--contenders", default="harness,lm-eval,naive")
     args = parser.parse_args()
 
-    import promptsets
+    from quantscreen import promptsets
     import torch
-    from engine.generate import DecodingSettings
+    from quantscreen.engine.generate import DecodingSettings
 
     args.batch_size = args.batch_size or DecodingSettings().batch_size
     info = hf_folder(args.checkpoint)

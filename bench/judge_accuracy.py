@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import record  # noqa: E402  bench/record.py: appends to BENCHMARKS.md
-from probes.refusal_judge import COMPLIANCE, FULL, LABELS, PAIR_V2, PARTIAL, RUBRIC, RUBRIC_V1, RUBRIC_V2, \
+from quantscreen.probes.refusal_judge import COMPLIANCE, FULL, LABELS, PAIR_V2, PARTIAL, RUBRIC, RUBRIC_V1, RUBRIC_V2, \
     SYSTEM_V2, Rubric, label_from_logprobs  # noqa: E402
 
 SMALL, LARGE = "embedded:qwen2.5-coder-0.5b", "embedded:qwen2.5-coder-1.5b"
@@ -135,7 +135,7 @@ CANDIDATES: dict[str, tuple[str, tuple[Rubric, ...]]] = {
 def labelled(name: str):
     """(requests, replies, is_refusal) of a named set: `ub` (uncensorbench, all 300), `ubN` (both replies of N/2
     prompts drawn with seed 0), `harness-SPLIT` (this harness's labelled replies)."""
-    import promptsets
+    from quantscreen import promptsets
 
     if name.startswith("ub"):
         s = promptsets.uncensorbench_labelled()
@@ -144,7 +144,7 @@ def labelled(name: str):
         idx = subset(name)
         return [s.requests[i] for i in idx], [s.replies[i] for i in idx], [s.refusal[i] for i in idx]
     if name.startswith("harness-"):
-        from promptsets import harness_labels
+        from quantscreen.promptsets import harness_labels
 
         s = harness_labels.load(name.split("-", 1)[1])
         return list(s.requests), list(s.replies), list(s.refusal)
@@ -155,7 +155,7 @@ def subset(name: str) -> list[int]:
     """Indices into uncensorbench's 300 replies: `ubN` both replies of N/2 prompts drawn with seed 0; `ub-restN` the
     other prompts' replies, `ub-restN-M` both replies of M/2 of those other prompts drawn with seed 1 (held-out sets
     for a calibration fitted on ubN)."""
-    import promptsets
+    from quantscreen import promptsets
 
     half = 150  # the file lists every prompt's refusing reply, then every prompt's complying one
     if name.startswith("ub-rest"):
@@ -232,9 +232,9 @@ def measure_group(checkpoint: str, candidates: list[str], set_name: str, threads
     import copy
     import dataclasses
 
-    from engine.checkpoint import inspect_checkpoint
-    from engine.judge import JudgeSpec, LocalJudge
-    from engine.sources import resolve_embedded
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.pipeline.judge import JudgeSpec, LocalJudge
+    from quantscreen.engine.sources import resolve_embedded
 
     src = resolve_embedded(checkpoint)
     requests, replies, truth = labelled(set_name)
@@ -272,7 +272,7 @@ def measure_group(checkpoint: str, candidates: list[str], set_name: str, threads
 
 
 def key(candidate: str, set_name: str) -> str:
-    from engine.digest import sha256_json
+    from quantscreen.records.digest import sha256_json
 
     checkpoint, rubrics = CANDIDATES[candidate]
     # the raw outputs depend on the checkpoint and the texts only (not on names or calibration): shared by candidates
@@ -315,7 +315,7 @@ def main() -> None:
         for c in args.candidates:
             checkpoint, rubrics = CANDIDATES[c]
             if checkpoint is None:
-                from engine.plan import load_plan
+                from quantscreen.pipeline.plan import load_plan
 
                 default_checkpoint = default_checkpoint or load_plan(ROOT / "models.yaml", {}).judge.checkpoint
                 CANDIDATES[c] = (default_checkpoint, rubrics)

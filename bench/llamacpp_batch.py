@@ -111,10 +111,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    import promptsets
-    from engine.generate import render
-    from engine.llamacpp import LlamaCppModel
-    from engine.loader import load_tokenizer, threads_per_worker
+    from quantscreen import promptsets
+    from quantscreen.engine.generate import render
+    from quantscreen.engine.llamacpp import LlamaCppModel
+    from quantscreen.engine.loader import load_tokenizer, threads_per_worker
 
     info = checkpoint(args.checkpoint)
     tok = load_tokenizer(info, None)

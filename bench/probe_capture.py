@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def checkpoints(args):
-    from engine import sources
-    from engine.checkpoint import inspect_checkpoint
-    from engine.derive import derive
-    from engine.digest import sha256_file
+    from quantscreen.engine import sources
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.derive import derive
+    from quantscreen.records.digest import sha256_file
 
     cache = Path(os.environ.get("QUANTSCREEN_CACHE") or sources.default_cache_dir())
     embedded = sources.resolve_embedded(args.baseline, cache)
@@ -56,21 +56,21 @@ def checkpoints(args):
 
 
 def prompts(args) -> dict:
-    import promptsets
+    from quantscreen import promptsets
 
     return {"harmful": list(promptsets.advbench(args.n_harmful, 0).prompts),
             "harmless": list(promptsets.builtin("harmless").prompts[:args.n_harmless])}
 
 
 def load(info):
-    from engine.loader import load_model_and_tokenizer
+    from quantscreen.engine.loader import load_model_and_tokenizer
 
     return load_model_and_tokenizer(info, None)
 
 
 def fused_capture(info, key: str, args, root: Path):
-    from engine.activations import capture
-    from probes.mechanistic import ProbeSettings
+    from quantscreen.pipeline.activations import capture
+    from quantscreen.probes.mechanistic import ProbeSettings
 
     holder = {}
 
@@ -85,9 +85,9 @@ def fused_capture(info, key: str, args, root: Path):
 
 def child(mode: str, args) -> dict:
     """One contender, in this process; returns its figures."""
-    from engine.activations import forward_batch
-    from engine.generate import render
-    from probes.mechanistic import ProbeSettings, cell_figures
+    from quantscreen.pipeline.activations import forward_batch
+    from quantscreen.engine.generate import render
+    from quantscreen.probes.mechanistic import ProbeSettings, cell_figures
 
     import torch  # noqa: F401 - imported before the clock starts: every contender pays its own loads, not imports
     import transformers  # noqa: F401
@@ -118,10 +118,10 @@ def separate(base_info, cell_info, args) -> int:
     """TR146's protocol: four phases, each its own pass over its prompts, both models in memory."""
     import numpy as np
 
-    from engine.activations import forward_batch
-    from engine.generate import render
-    from probes import first_token, refusal_direction, safety_neurons
-    from probes.mechanistic import ProbeSettings, direction_layer, neuron_layers
+    from quantscreen.pipeline.activations import forward_batch
+    from quantscreen.engine.generate import render
+    from quantscreen.probes import first_token, refusal_direction, safety_neurons
+    from quantscreen.probes.mechanistic import ProbeSettings, direction_layer, neuron_layers
 
     models = {"base": load(base_info), "cell": load(cell_info)}
     n_layers = models["base"][0].config.num_hidden_layers

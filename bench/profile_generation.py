@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
 
-    import promptsets
-    from engine.generate import DecodingSettings
+    from quantscreen import promptsets
+    from quantscreen.engine.generate import DecodingSettings
 
     args.batch_size = args.batch_size or DecodingSettings().batch_size
     info = hf_folder(args.checkpoint)

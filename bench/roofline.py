@@ -55,10 +55,10 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     args = parser.parse_args()
 
-    import promptsets
+    from quantscreen import promptsets
     import torch
-    from engine.generate import greedy_decode, render
-    from engine.loader import load_model_and_tokenizer
+    from quantscreen.engine.generate import greedy_decode, render
+    from quantscreen.engine.loader import load_model_and_tokenizer
 
     bandwidth, peak = machine_limits()
     info = hf_folder(args.checkpoint)

@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.digest import sha256_json
-from engine.errors import ScreenInputError
+from quantscreen.records.digest import sha256_json
+from quantscreen.records.errors import ScreenInputError
 
 HARNESS_CACHE_VERSION = "2"  # 2: every line carries its store key
 

@@ -11,8 +11,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.digest import sha256_json
-from engine.errors import ScreenInputError
+from quantscreen.records.digest import sha256_json
+from quantscreen.records.errors import ScreenInputError
 
 MANIFEST_NAME = "quantscreen_manifest.json"
 _SAFETENSORS_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "I64": 64, "I32": 32, "I16": 16, "I8": 8,
@@ -81,7 +81,7 @@ def _has_gguf_magic(p: Path) -> bool:
 def _inspect_gguf(p: Path) -> CheckpointInfo:
     import gguf
 
-    from engine.gguf_header import GGUFHeaderError, read_header
+    from quantscreen.engine.gguf_header import GGUFHeaderError, read_header
 
     try:
         header = read_header(p)

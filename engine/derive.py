@@ -23,8 +23,8 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.checkpoint import MANIFEST_NAME
-from engine.errors import ScreenInputError
+from quantscreen.engine.checkpoint import MANIFEST_NAME
+from quantscreen.records.errors import ScreenInputError
 
 GGUF_REQUANT_TYPES = ("F16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
 _RTN = re.compile(r"^rtn:w(\d+)g(\d+)$")
@@ -37,7 +37,7 @@ def recipe_slug(recipe: str) -> str:
 
 
 def validate_recipe(recipe: str) -> None:
-    from engine.quantize import LLAMACPP_TYPES
+    from quantscreen.engine.quantize import LLAMACPP_TYPES
 
     if recipe == REFERENCE or (recipe.startswith("gguf:") and recipe[5:] in GGUF_REQUANT_TYPES):
         return
@@ -95,7 +95,7 @@ def derive(source: Path, source_digest: str, recipe: str, cache_dir: Path) -> Pa
 
 
 def _produce(source: Path, source_digest: str, recipe: str, cache_dir: Path, out: Path) -> tuple[str, dict]:
-    from engine import quantize
+    from quantscreen.engine import quantize
 
     if recipe.startswith("gguf:"):
         return _requantize_gguf(source, recipe[5:], out), {}
@@ -124,7 +124,7 @@ def _is_gguf(path: Path) -> bool:
 
 
 def _model_name(source: Path) -> str:
-    from engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.checkpoint import inspect_checkpoint
     return inspect_checkpoint(source).display_name
 
 
@@ -185,8 +185,8 @@ def _write_plain_folder(source: Path, out: Path, edit=None) -> None:
     """Load `source` (GGUF or HF), optionally edit its weights in place, and save an fp16 safetensors folder."""
     import torch
 
-    from engine.checkpoint import inspect_checkpoint
-    from engine.loader import build_plain_model, load_model_and_tokenizer
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.loader import build_plain_model, load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(inspect_checkpoint(source), chat_template=None, device="cpu")
     if edit is not None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass
 
-from engine.cache import CachedResponse, ResponseStore
-from engine.digest import sha256_bytes
-from engine.errors import ModelRunError, ScreenInputError
+from quantscreen.engine.cache import CachedResponse, ResponseStore
+from quantscreen.records.digest import sha256_bytes
+from quantscreen.records.errors import ModelRunError, ScreenInputError
 
 
 # What produces a batch's tokens (transformers), in the response cache key: batch shapes and row order change float

@@ -2,7 +2,7 @@
 
 Prompts are rendered with the same transformers chat template as the transformers engine, so the two engines see
 identical text; only the forward pass differs. A GGUF cell and its baseline always run through the same engine
-(`engine.measure.choose_engine`), so an engine difference is never counted as quantization damage.
+(`pipeline.workspace.choose_engine`), so an engine difference is never counted as quantization damage.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-from engine.errors import ModelRunError, ScreenInputError
+from quantscreen.records.errors import ModelRunError, ScreenInputError
 
 
 def available() -> bool:

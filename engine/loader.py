@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from engine.checkpoint import CheckpointInfo
-from engine.errors import ScreenInputError
+from quantscreen.engine.checkpoint import CheckpointInfo
+from quantscreen.records.errors import ScreenInputError
 
 
 def pick_device(requested: str, cuda_count: int, worker_index: int | None = None) -> str:
@@ -85,7 +85,7 @@ def load_model(info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "flo
     # GGUF, or safetensors only: a pickle (*.bin) lying beside the weights is never unpickled.
     kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {"use_safetensors": True}
     if info.quant_method:  # GPTQ / AWQ: transformers hands the layers to gptqmodel's kernels
-        from engine.quantize import gptqmodel_env
+        from quantscreen.engine.quantize import gptqmodel_env
 
         gptqmodel_env()
         kwargs["device_map"] = device
@@ -109,7 +109,7 @@ def load_engine_model(engine: str, info: CheckpointInfo, tok, device: str = "cpu
                       trust_remote_code: bool = False):
     """The weights in the engine that generates with them: a transformers model or a `LlamaCppModel`."""
     if engine == "llamacpp":
-        from engine.llamacpp import LlamaCppModel
+        from quantscreen.engine.llamacpp import LlamaCppModel
 
         return LlamaCppModel(info.path, device, threads=threads_per_worker())
     return load_model(info, tok, device, dtype, trust_remote_code)

@@ -17,8 +17,8 @@ import platform
 import sys
 from pathlib import Path
 
-from engine.digest import sha256_json
-from engine.errors import ScreenInputError
+from quantscreen.records.digest import sha256_json
+from quantscreen.records.errors import ScreenInputError
 
 CALIBRATION_MODULES = ("json", "csv", "textwrap", "argparse", "collections", "itertools", "functools", "pathlib",
                        "re", "string", "datetime", "decimal", "fractions", "statistics", "random", "heapq", "bisect",

@@ -12,8 +12,8 @@ import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.digest import sha256_file
-from engine.errors import ScreenInputError
+from quantscreen.records.digest import sha256_file
+from quantscreen.records.errors import ScreenInputError
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def locate(role: str, module: str, dist: str, path_inside: str) -> DataSource:
 
 
 def _folder_digest(folder: Path) -> str:
-    from engine.digest import sha256_json
+    from quantscreen.records.digest import sha256_json
     return sha256_json({str(f.relative_to(folder)): sha256_file(f) for f in sorted(folder.rglob("*")) if f.is_file()})
 
 

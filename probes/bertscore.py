@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from probes.records import ProbeRecord, digest_inputs, mean
+from quantscreen.records.probe import ProbeRecord, digest_inputs, mean
 
 VERSION = "bertscore-0.3.13-minilm-l6-layer6-v1"
 ENCODER_LAYER = 6

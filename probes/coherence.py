@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
-from probes.records import ProbeRecord, digest_inputs, mean
+from quantscreen.records.probe import ProbeRecord, digest_inputs, mean
 
 VERSION = "coherence-minilm-meanpool-trigram-v1"
 _WORD = re.compile(r"\w+", re.UNICODE)

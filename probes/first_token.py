@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probes.records import FigureRecord, digest_arrays
+from quantscreen.records.probe import FigureRecord, digest_arrays
 
 VERSION = "first-token-v1"
 ECE_BINS = 10

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probes.records import ProbeRecord
+from quantscreen.records.probe import ProbeRecord
 
 VERSION = "kld-v1"
 RECORDS = ("kld_mean", "kld_p99", "top1_agreement", "kld_rest_mass")

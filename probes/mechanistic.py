@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probes import first_token, refusal_direction, safety_neurons
+from quantscreen.probes import first_token, refusal_direction, safety_neurons
 
 
 @dataclass(frozen=True)

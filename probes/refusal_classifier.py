@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.digest import sha256_json
-from engine.errors import ScreenInputError
-from probes.records import ProbeRecord, digest_inputs, rate_record
+from quantscreen.records.digest import sha256_json
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.records.probe import ProbeRecord, digest_inputs, rate_record
 
 CLASSIFIER_VERSION = "classifier-minilm-logreg-v1"
 HEAD_PATH = Path(__file__).parent / "data" / "refusal_classifier.json"
@@ -54,7 +54,7 @@ def pair_digest(request: str, reply: str) -> str:
 
 def embed_texts(texts, encoder_path: str) -> np.ndarray:
     """Unit-norm embeddings (n, 384) of `texts`; each distinct text is encoded once, batched by length to cut padding."""
-    from probes.coherence import embed
+    from quantscreen.probes.coherence import embed
 
     texts = [t if t.strip() else " " for t in texts]
     unique = sorted(set(texts), key=lambda t: (len(t), t))  # a fixed batch composition: reproducible vectors
@@ -79,7 +79,7 @@ def embeddings(requests, replies, encoder_path: str, recipe=FEATURE_BLOCKS) -> d
 
 def features(recipe, replies, emb: dict) -> np.ndarray:
     """The feature matrix for `recipe` (names from FEATURE_BLOCKS) from precomputed `embeddings`."""
-    from probes.refusal_regex import is_refusal as regex_refusal
+    from quantscreen.probes.refusal_regex import is_refusal as regex_refusal
 
     blocks = []
     for name in recipe:
@@ -151,7 +151,7 @@ def fit_head(requests, replies, labels, encoder_path: str, recipe=FEATURE_BLOCKS
 @functools.lru_cache(maxsize=4)
 def encoder_sha256(encoder_path: str) -> str:
     """The encoder folder's digest, as engine.sources computes it for the shipped encoder (hashed once per process)."""
-    from engine.sources import _folder_digest
+    from quantscreen.engine.sources import _folder_digest
 
     return _folder_digest(Path(encoder_path))
 

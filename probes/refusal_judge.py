@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from probes.records import ProbeRecord, digest_inputs
+from quantscreen.records.probe import ProbeRecord, digest_inputs
 
 FULL, PARTIAL, COMPLIANCE = "FULL_REFUSAL", "PARTIAL_REFUSAL", "COMPLIANCE"
 LABELS = (FULL, PARTIAL, COMPLIANCE)
@@ -184,7 +184,7 @@ def judge_rates(judgements: list[Judgement], role: str = "harmful", version: str
 
     `per_item` is 1.0 / 0.0 per item, NaN where the judge's answer named no option (left out of `n`).
     """
-    from verdicts.stats import wilson_interval
+    from quantscreen.records.probe import wilson_interval
 
     prefix = "" if role == "harmful" else f"{role}_"
     out = []

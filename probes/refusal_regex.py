@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from probes.records import ProbeRecord, digest_inputs, rate_record
+from quantscreen.records.probe import ProbeRecord, digest_inputs, rate_record
 
 PATTERN_SET_VERSION = "regex-v2"
 WINDOW_CHARS = 300

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 
-from probes.records import FigureRecord, digest_inputs
+from quantscreen.records.probe import FigureRecord, digest_inputs
 
 VERSION = "rtsi-v1"
 PREFIX_WORDS = 5

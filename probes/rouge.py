@@ -1,7 +1,7 @@
 """ROUGE-L F1 of responses against reference answers (Lin 2004), via Google's `rouge-score` with Porter stemming."""
 from __future__ import annotations
 
-from probes.records import ProbeRecord, digest_inputs, mean
+from quantscreen.records.probe import ProbeRecord, digest_inputs, mean
 
 VERSION = "rouge-score-0.1.2-rougeL-stem-v1"
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from probes.records import FigureRecord, digest_arrays
+from quantscreen.records.probe import FigureRecord, digest_arrays
 
 VERSION = "safety-neurons-v1"
 

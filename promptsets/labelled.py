@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.digest import sha256_file
-from engine.errors import ScreenInputError
-from engine.sources import DataSource, locate, uncensorbench_json
+from quantscreen.records.digest import sha256_file
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.engine.sources import DataSource, locate, uncensorbench_json
 
 REQUEST_COLUMNS = ("prompt", "request", "objective", "goal", "behavior", "question", "instruction", "user")
 REPLY_COLUMNS = ("response", "reply", "assistant_response", "completion", "output", "answer", "target_response",
@@ -195,7 +195,7 @@ def named_set(name: str) -> LabelledSet | None:
     default = the held-out (test) split of the harness's own labelled replies + pyrit's human-labelled refusal sets:
     replies of the kind the screens produce, and replies of other models labelled by other people.
     """
-    from promptsets import harness_labels
+    from quantscreen.promptsets import harness_labels
 
     if name == "none":
         return None

@@ -12,7 +12,7 @@ import numbers
 import os
 from pathlib import Path
 
-from verdicts.regimes import DIVERGENCE, HIDDEN, NEAR, OVER
+from quantscreen.verdicts.regimes import DIVERGENCE, HIDDEN, NEAR, OVER
 
 ACTION_COLUMNS = ("model", "quant", "regime", "action", "action_reason", "quant_level_role", "quality_delta_pp",
                   "primary_instrument", "refusal_delta_pp", "refusal_rate_regex_delta_pp")

@@ -3,11 +3,11 @@ summary.html, plus deployment_actions.csv rows for an imported matrix. Called on
 controller."""
 from __future__ import annotations
 
-from report.html import summary_html
-from report.scatter import regime_scatter
-from verdicts.actions import CANNOT_CERTIFY
-from verdicts.ledger import LEDGER_COLUMNS, MATRIX_DIR, cell_claims, matrix_claims, warning_claims
-from verdicts.table import write_csv
+from quantscreen.report.html import summary_html
+from quantscreen.report.scatter import regime_scatter
+from quantscreen.verdicts.actions import CANNOT_CERTIFY
+from quantscreen.verdicts.ledger import LEDGER_COLUMNS, MATRIX_DIR, cell_claims, matrix_claims, warning_claims
+from quantscreen.verdicts.table import write_csv
 
 
 def imported_action_rows(report) -> list[dict]:
@@ -40,14 +40,17 @@ def headline(actions: list[dict], cell_rows: list[dict], warnings: list[str] = (
 
 
 def write_matrix_outputs(out, report, cell_rows: list[dict], actions: list[dict], cell_nodes: dict,
-                         matrix_nodes: dict, outcomes: dict, warnings: list[str] = ()) -> None:
-    """matrix/*.csv, claim_ledger.csv, regime_scatter.png and summary.html, written once by the controller."""
+                         matrix_nodes: dict, outcomes: dict, warnings: list[str] = (), on_ledger_row=None) -> None:
+    """matrix/*.csv, claim_ledger.csv, regime_scatter.png and summary.html, written once by the controller.
+    `on_ledger_row(row)` sees a copy of each claim before the ledger is written (the plugin's ledger-row hook)."""
     t = report.thresholds
     for name, rows in report.tables().items():
         columns = list(dict.fromkeys(k for r in rows for k in r)) or ["note"]
         write_csv(out / MATRIX_DIR / name, columns, rows)
     ledger = (cell_claims(cell_rows, t, cell_nodes) + matrix_claims(report, matrix_nodes)
               + warning_claims(list(warnings)))
+    for row in ledger if on_ledger_row is not None else ():
+        on_ledger_row(dict(row))
     write_csv(out / "claim_ledger.csv", LEDGER_COLUMNS, ledger)
     primary = {r["cell_id"]: r.get("primary_instrument") for r in cell_rows if not r.get("is_baseline")}
     points = []

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from verdicts.regimes import DIVERGENCE, HIDDEN, NEAR, NEUTRAL, OVER
+from quantscreen.verdicts.regimes import DIVERGENCE, HIDDEN, NEAR, NEUTRAL, OVER
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from verdicts.thresholds import ScreenThresholds
+    from quantscreen.records.thresholds import ScreenThresholds
 
 FIGSIZE_IN = (8.0, 6.0)
 DPI = 120

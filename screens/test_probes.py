@@ -5,7 +5,7 @@ probe cannot run or gives NaN/inf, which means the checkpoint or its loading is 
 """
 import pytest
 
-from verdicts.cell import PASS
+from quantscreen.verdicts.cell import PASS
 
 
 def test_mechanistic_probes_recorded(cell, screen_verdict):

@@ -5,7 +5,7 @@ the prompts cannot detect the drop the screen guards against.
 """
 import pytest
 
-from verdicts.cell import PASS
+from quantscreen.verdicts.cell import PASS
 
 
 def test_hidden_danger_rejected(cell, screen_verdict):

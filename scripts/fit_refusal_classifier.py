@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from probes import refusal_classifier as rc  # noqa: E402
+from quantscreen.probes import refusal_classifier as rc  # noqa: E402
 
 SEED = 0
 FOLDS = 5
@@ -133,7 +133,7 @@ def _cached_embeddings(requests, replies, encoder_path, cache: Path | None) -> d
     digest and the text's) so a rerun embeds only the texts it has not seen."""
     if not cache:
         return rc.embeddings(requests, replies, encoder_path)
-    from engine.digest import sha256_json
+    from quantscreen.records.digest import sha256_json
 
     enc = rc.encoder_sha256(encoder_path)
     texts = {"request": list(requests), "reply": list(replies),
@@ -274,9 +274,9 @@ def main(argv=None) -> int:
                     help="fit on uncensorbench alone (figures: grouped CV on it) while the harness set is missing")
     args = ap.parse_args(argv)
 
-    import promptsets
-    from engine.sources import minilm_encoder
-    from promptsets import harness_labels
+    from quantscreen import promptsets
+    from quantscreen.engine.sources import minilm_encoder
+    from quantscreen.promptsets import harness_labels
 
     encoder = minilm_encoder()
     parts = {"uncensorbench": promptsets.uncensorbench_labelled()}
@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     head = rc.fit_head([tab.requests[i] for i in req], [tab.replies[i] for i in rep], y, encoder.path, RECIPE, c,
                        threshold, emb={"request": tab.emb["request"][req], "reply": tab.emb["reply"][rep],
                                        "opening": tab.emb["opening"][rep]}, sample_weight=weight)
-    from probes.refusal_definition import DEFINITION_VERSION
+    from quantscreen.probes.refusal_definition import DEFINITION_VERSION
 
     head.update({
         "definition": DEFINITION_VERSION,

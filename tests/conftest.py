@@ -65,6 +65,6 @@ def tiny_llama(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
-    from engine.sources import smollm2_gguf
+    from quantscreen.engine.sources import smollm2_gguf
 
     return Path(smollm2_gguf().path)

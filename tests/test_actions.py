@@ -1,8 +1,8 @@
 """Deployment actions: first rule that fires (SPEC §3), and per-quant-level roles across models."""
 import pytest
 
-from verdicts.actions import deployment_actions, deployment_decisions, quant_level_roles
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.verdicts.actions import deployment_actions, deployment_decisions, quant_level_roles
+from quantscreen.records.thresholds import ScreenThresholds
 
 T = ScreenThresholds()
 
@@ -79,10 +79,10 @@ def _pair(base_labels, cell_labels, same_sha=False):
     ("canary", ["canary_flips"]),
 ])
 def test_each_cannot_certify_cause(case, expected):
-    from engine.canary import CanaryResult
-    from verdicts.actions import CAUSES
-    from verdicts.cell import compare
-    from verdicts.table import action_rows, baseline_row, comparison_row
+    from quantscreen.pipeline.canary import CanaryResult
+    from quantscreen.verdicts.actions import CAUSES
+    from quantscreen.verdicts.cell import compare
+    from quantscreen.verdicts.table import action_rows, baseline_row, comparison_row
 
     kwargs = {}
     if case == "never_refuses":  # a base model: 0 of 24 at baseline and at the quant

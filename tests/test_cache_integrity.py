@@ -5,12 +5,12 @@ import shutil
 
 import pytest
 
-from engine import cache
-from engine.activations import ActivationStore
-from engine.cache import CachedResponse, JsonlStore, ResponseStore
-from engine.generate import DecodingSettings, prompt_digests
-from engine.judge import JudgementStore
-from engine.measure import response_key
+from quantscreen.engine import cache
+from quantscreen.pipeline.activations import ActivationStore
+from quantscreen.engine.cache import CachedResponse, JsonlStore, ResponseStore
+from quantscreen.engine.generate import DecodingSettings, prompt_digests
+from quantscreen.pipeline.judge import JudgementStore
+from quantscreen.pipeline.measure import response_key
 
 PROMPTS = ["one", "two", "three"]
 DIGESTS = prompt_digests(PROMPTS)
@@ -105,10 +105,10 @@ def test_anything_that_changes_a_response_changes_the_cache_file(tmp_path, chang
 
 
 def test_a_new_harness_version_starts_a_new_cache_file(tmp_path, monkeypatch):
-    import engine.measure
+    from quantscreen.pipeline import measure as engine_measure
 
     before = ResponseStore(tmp_path, response_key(**BASE)).path
-    monkeypatch.setattr(engine.measure, "__version__", "999.0")
+    monkeypatch.setattr(engine_measure, "__version__", "999.0")
     assert ResponseStore(tmp_path, response_key(**BASE)).path != before
     plain = ResponseStore(tmp_path, {"k": 1}).path
     monkeypatch.setattr(cache, "HARNESS_CACHE_VERSION", "999")

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from engine.canary import CanaryResult, compare_passes, second_batch_size
-from verdicts.stats import PairedTable
-from verdicts.table import flip_rates
+from quantscreen.pipeline.canary import CanaryResult, compare_passes, second_batch_size
+from quantscreen.verdicts.stats import PairedTable
+from quantscreen.verdicts.table import flip_rates
 
 REFUSAL = "I'm sorry, but I can't help with that."
 COMPLY = "Sure, here is step one."
@@ -56,8 +56,8 @@ def test_at_risk_flip_rates_with_wilson_intervals():
 
 def test_a_canary_flip_makes_the_drop_screens_inconclusive_and_blocks_certification():
     from tests.test_judge import measured
-    from verdicts.cell import FAIL, INCONCLUSIVE, PASS, compare
-    from verdicts.thresholds import ScreenThresholds
+    from quantscreen.verdicts.cell import FAIL, INCONCLUSIVE, PASS, compare
+    from quantscreen.records.thresholds import ScreenThresholds
 
     n = 100  # enough for the screens to be powered: only the canary can make them inconclusive
     base = measured("b", [1] * n, None, baseline=True)
@@ -81,17 +81,18 @@ def test_the_baseline_against_itself_gives_no_flips_and_a_warm_canary_loads_noth
     order at batch size 3: the same replies (float32 greedy), and a second canary reads its own cache."""
     import json
 
-    from engine.cache import ResponseStore
-    from engine.canary import run_canary
-    from engine.checkpoint import inspect_checkpoint
-    from engine.generate import DecodingSettings, generate
-    from engine.loader import load_engine_model, load_tokenizer
-    from engine.measure import Workspace, response_key
-    from engine.plan import CheckpointSpec, ModelSpec, Plan
-    from promptsets import from_file
+    from quantscreen.engine.cache import ResponseStore
+    from quantscreen.pipeline.canary import run_canary
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.generate import DecodingSettings, generate
+    from quantscreen.engine.loader import load_engine_model, load_tokenizer
+    from quantscreen.pipeline.workspace import Workspace
+    from quantscreen.pipeline.measure import response_key
+    from quantscreen.pipeline.plan import CheckpointSpec, ModelSpec, Plan
+    from quantscreen.promptsets import from_file
     from tests.conftest import WORDS, build_tiny_llama
-    from verdicts.cell import CellMeasurement
-    from verdicts.thresholds import ScreenThresholds
+    from quantscreen.verdicts.cell import CellMeasurement
+    from quantscreen.records.thresholds import ScreenThresholds
 
     folder = build_tiny_llama(tmp_path / "tiny")
     prompts_file = tmp_path / "harmful.jsonl"

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from engine.checkpoint import inspect_checkpoint
-from engine.errors import ScreenInputError
+from quantscreen.engine.checkpoint import inspect_checkpoint
+from quantscreen.records.errors import ScreenInputError
 from tests.conftest import build_tiny_llama
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.digest import sha256_json
+from quantscreen.records.digest import sha256_json
 from tests.conftest import SMOL_LABELS, SMOL_Q4_0
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +142,7 @@ def entry_id(store: str, rec: dict):
 
 @lru_cache(maxsize=1)
 def harmful_digest() -> str:
-    import promptsets
+    from quantscreen import promptsets
 
     return promptsets.advbench(N_HARMFUL, 3).digest
 

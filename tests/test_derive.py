@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from engine.checkpoint import inspect_checkpoint
-from engine.derive import derive, rtn_quantize
-from engine.digest import sha256_file
+from quantscreen.engine.checkpoint import inspect_checkpoint
+from quantscreen.engine.derive import derive, rtn_quantize
+from quantscreen.records.digest import sha256_file
 
 
 def test_rtn_quantize_error_is_bounded_by_half_a_step():
@@ -65,8 +65,8 @@ def test_llamacpp_ladder_level_has_manifest_and_real_type_mix(tmp_path, smollm2_
 
 
 def test_recipes_are_validated():
-    from engine.derive import validate_recipe
-    from engine.errors import ScreenInputError
+    from quantscreen.engine.derive import validate_recipe
+    from quantscreen.records.errors import ScreenInputError
 
     for ok in ("gptq:w4g128", "awq:w4g64", "llamacpp:Q2_K", "llamacpp:Q5_K_M", "gguf:Q8_0", "rtn:w4g128"):
         validate_recipe(ok)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import ScreenInputError
-from engine.loader import pick_device, xdist_worker_index
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.engine.loader import pick_device, xdist_worker_index
 
 
 @pytest.mark.parametrize("requested, count, worker, expected", [
@@ -44,7 +44,7 @@ def test_gpu_marked_tests_skip_with_a_reason_without_cuda(pytester):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the gpu test would run")
-    pytester.makeconftest('pytest_plugins = ["fixtures.options"]')
+    pytester.makeconftest('pytest_plugins = ["quantscreen.fixtures.options"]')
     pytester.makepyfile("""
         import pytest
 

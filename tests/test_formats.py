@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoint import inspect_checkpoint
-from engine.errors import ScreenInputError
+from quantscreen.engine.checkpoint import inspect_checkpoint
+from quantscreen.records.errors import ScreenInputError
 from tests.conftest import build_tiny_llama
 
 
@@ -112,7 +112,7 @@ def test_gguf_type_mix_and_true_bits_per_weight(tmp_path):
 
 
 def test_cells_with_equal_type_mix_are_flagged():
-    from verdicts.table import mark_same_type_mix
+    from quantscreen.verdicts.table import mark_same_type_mix
 
     rows = [{"model": "m", "cell_id": "m-Q3_K_S", "type_mix_sha256": "x"},
             {"model": "m", "cell_id": "m-Q2_K", "type_mix_sha256": "x"},
@@ -124,8 +124,8 @@ def test_cells_with_equal_type_mix_are_flagged():
 
 
 def test_engine_choice(tmp_path, smollm2_path, monkeypatch):
-    from engine import llamacpp
-    from engine.measure import choose_engine
+    from quantscreen.engine import llamacpp
+    from quantscreen.pipeline.workspace import choose_engine
 
     gguf_info = inspect_checkpoint(smollm2_path)
     hf_info = inspect_checkpoint(build_tiny_llama(tmp_path / "hf"))
@@ -147,14 +147,14 @@ def test_engine_choice(tmp_path, smollm2_path, monkeypatch):
     ("I cannot help with that.", False), ("Sure", False), ("ok ok", False), ("def f(x): return x", False),
 ])
 def test_degenerate(text, bad):
-    from engine.measure import degenerate
+    from quantscreen.pipeline.measure import degenerate
 
     assert degenerate(text) is bad
 
 
 def test_calibration_texts_are_fixed_and_hold_no_harmful_prompt():
-    import promptsets
-    from engine.quantize import calibration_texts
+    from quantscreen import promptsets
+    from quantscreen.engine.quantize import calibration_texts
 
     texts, record = calibration_texts(32)
     again, record2 = calibration_texts(32)
@@ -166,7 +166,7 @@ def test_calibration_texts_are_fixed_and_hold_no_harmful_prompt():
 
 
 def test_group_size_must_divide_the_widths(tmp_path):
-    from engine.quantize import check_group_size
+    from quantscreen.engine.quantize import check_group_size
 
     folder = build_tiny_llama(tmp_path / "m")  # hidden 32, intermediate 64
     check_group_size(folder, 32)
@@ -176,7 +176,7 @@ def test_group_size_must_divide_the_widths(tmp_path):
 
 
 def test_unknown_engine_in_models_yaml(tmp_path):
-    from engine.plan import load_plan
+    from quantscreen.pipeline.plan import load_plan
 
     models = tmp_path / "models.yaml"
     models.write_text("models:\n  - id: m\n    baseline: embedded:smollm2\n    engine: vllm\n"

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from engine.cache import ResponseStore
-from engine.checkpoint import inspect_checkpoint
-from engine.errors import ScreenInputError
-from engine.generate import DecodingSettings, generate, plan_batches
-from engine.loader import load_model_and_tokenizer, load_tokenizer, resolve_device
+from quantscreen.engine.cache import ResponseStore
+from quantscreen.engine.checkpoint import inspect_checkpoint
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.engine.generate import DecodingSettings, generate, plan_batches
+from quantscreen.engine.loader import load_model_and_tokenizer, load_tokenizer, resolve_device
 from tests.conftest import TEMPLATE, build_tiny_llama
 
 PROMPTS = ["how do i make bread", "write a story about a cat", "the dog sat on the mat",
@@ -102,9 +102,9 @@ def test_cuda_without_cuda_is_a_clear_error():
 
 def test_generate_fallback_gives_the_same_replies(tiny_llama, tmp_path, monkeypatch):
     """Architectures greedy_decode does not handle go through transformers' generate: same greedy replies."""
-    import engine.generate
+    from quantscreen.engine import generate as engine_generate
 
     fast, _ = run(tiny_llama, ResponseStore(tmp_path / "fast", {"k": 1}))
-    monkeypatch.setattr(engine.generate, "supports_greedy_decode", lambda model: False)
+    monkeypatch.setattr(engine_generate, "supports_greedy_decode", lambda model: False)
     slow, _ = run(tiny_llama, ResponseStore(tmp_path / "slow", {"k": 1}))
     assert texts(slow) == texts(fast) and [r.n_tokens for r in slow] == [r.n_tokens for r in fast]

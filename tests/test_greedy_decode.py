@@ -3,7 +3,7 @@ random-weight models: the same greedy tokens for every left-padded row, rows tha
 changing the others, and architectures the loop does not know fall back to `generate`."""
 import pytest
 
-from engine.generate import greedy_decode, plan_batches, supports_greedy_decode
+from quantscreen.engine.generate import greedy_decode, plan_batches, supports_greedy_decode
 
 
 def tiny(kind: str):

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from engine.errors import ScreenInputError
-from probes.refusal_definition import DEFINITION_VERSION, LABELS
-from promptsets import LabelledSet, harness_labels
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.probes.refusal_definition import DEFINITION_VERSION, LABELS
+from quantscreen.promptsets import LabelledSet, harness_labels
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_file_names_its_definition_and_holds_enough_valid_rows(all_rows):
 
 
 def test_load_rehydrates_prompts_and_reads_refusal_as_refusal_or_partial(all_rows):
-    import promptsets
+    from quantscreen import promptsets
 
     ls = harness_labels.load()
     assert isinstance(ls, LabelledSet) and len(ls) == len(all_rows)

@@ -193,8 +193,8 @@ def foreign_gptq_awq(tmp_path_factory, smollm2_path):
     """GPTQ and AWQ folders made by an earlier run, then copied elsewhere without the harness's manifest."""
     import shutil
 
-    from engine.derive import derive
-    from engine.digest import sha256_file
+    from quantscreen.engine.derive import derive
+    from quantscreen.records.digest import sha256_file
 
     tmp = tmp_path_factory.mktemp("foreign")
     digest = sha256_file(smollm2_path)

@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cache import CachedResponse
-from engine.checkpoint import inspect_checkpoint
-from engine.errors import ScreenInputError
-from engine.judge import EndpointJudge, JudgeSpec, LocalJudge, judge_pairs
-from probes.records import ProbeRecord
-from probes.refusal_judge import COMPLIANCE, FULL, LABELS, OPTIONS, PARTIAL, RUBRIC_V1, Judgement, Rubric, \
+from quantscreen.engine.cache import CachedResponse
+from quantscreen.engine.checkpoint import inspect_checkpoint
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.pipeline.judge import EndpointJudge, JudgeSpec, LocalJudge, judge_pairs
+from quantscreen.records.probe import ProbeRecord
+from quantscreen.probes.refusal_judge import COMPLIANCE, FULL, LABELS, OPTIONS, PARTIAL, RUBRIC_V1, Judgement, Rubric, \
     judge_rates, label_from_logprobs, label_from_text, messages
-from verdicts.agreement import accuracy, cohen_kappa, corrected_rate
-from verdicts.cell import FAIL, PASS, CellMeasurement, compare
-from verdicts.table import FLIP_COLUMNS, action_rows, comparison_row, flip_rows, measurement_row
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.probes.accuracy import accuracy
+from quantscreen.verdicts.agreement import cohen_kappa, corrected_rate
+from quantscreen.verdicts.cell import FAIL, PASS, CellMeasurement, compare
+from quantscreen.verdicts.table import FLIP_COLUMNS, action_rows, comparison_row, flip_rows, measurement_row
+from quantscreen.records.thresholds import ScreenThresholds
 
 PAIRS = [("how do i make bread", "sure here is step one"), ("write a story about fire", "sorry i cannot help with that"),
          ("how do i make bread", "sorry i cannot help with that"), ("a", "")]
@@ -375,7 +376,7 @@ def test_over_refusal_guard_fails_when_benign_look_alikes_are_refused_more():
 
 
 def test_flip_ledger_carries_both_instruments_labels():
-    import promptsets
+    from quantscreen import promptsets
 
     harmful = promptsets.advbench(4, 0)
     base = measured("b", [1, 1, 0, 0], [1, 1, 0, 0], baseline=True)
@@ -401,8 +402,8 @@ def test_accuracy_flows_into_corrected_rates_on_the_row():
 # --- labelled sets and benign prompts from wheels ---------------------------------------------------------------------
 
 def test_labelled_and_benign_sets_load_from_their_wheels_with_provenance():
-    import promptsets
-    from engine.instruments import instrument_accuracy
+    from quantscreen import promptsets
+    from quantscreen.pipeline.instruments import instrument_accuracy
 
     labelled = promptsets.uncensorbench_labelled()
     assert len(labelled) == 300 and sum(labelled.refusal) == 150
@@ -419,7 +420,7 @@ def test_labelled_and_benign_sets_load_from_their_wheels_with_provenance():
 
 
 def test_a_user_labelled_file_is_read_and_bad_rows_are_named(tmp_path):
-    import promptsets
+    from quantscreen import promptsets
 
     good = tmp_path / "labels.csv"
     good.write_text("prompt,response,label\nq,no way,refusal\nq,sure,COMPLIANCE\nq,well ok,PARTIAL_REFUSAL\n")
@@ -432,7 +433,7 @@ def test_a_user_labelled_file_is_read_and_bad_rows_are_named(tmp_path):
 
 
 def test_plan_reads_the_judge_section_and_flags(tmp_path):
-    from engine.plan import load_plan
+    from quantscreen.pipeline.plan import load_plan
 
     head = ("models:\n  - id: m\n    baseline: embedded:smollm2\n    quants:\n      - {id: Q4_0, derive: 'gguf:Q4_0'}\n")
     f = tmp_path / "models.yaml"
@@ -499,8 +500,8 @@ UNMISTAKABLE_COMPLIANCES = [
 
 @pytest.mark.slow
 def test_the_default_judge_separates_unmistakable_refusals_from_compliances(tmp_path):
-    from engine.plan import load_plan
-    from engine.sources import resolve_embedded
+    from quantscreen.pipeline.plan import load_plan
+    from quantscreen.engine.sources import resolve_embedded
 
     spec = load_plan(Path(__file__).resolve().parents[1] / "models.yaml", {}).judge
     src = resolve_embedded(spec.checkpoint)

@@ -1,4 +1,4 @@
-"""KLD and top-1 agreement against the baseline (probes/kld.py, engine/kld_capture.py): the formula on a hand-computed
+"""KLD and top-1 agreement against the baseline (probes/kld.py, pipeline/kld_capture.py): the formula on a hand-computed
 example, exact when k covers the vocabulary and the documented lower bound when it does not; the capture on tiny
 random-weight models (a model against itself gives 0 and 1, another gives more, the baseline is cached); and the
 columns and quality metric downstream."""
@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from engine.errors import ScreenInputError
-from probes import kld
-from probes.records import ProbeRecord
-from verdicts.cell import CellMeasurement, compare
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.probes import kld
+from quantscreen.records.probe import ProbeRecord
+from quantscreen.verdicts.cell import CellMeasurement, compare
+from quantscreen.records.thresholds import ScreenThresholds
 
 # two positions over a four-token vocabulary; logits are log-probabilities plus a constant (softmax ignores it)
 P = [[0.5, 0.25, 0.15, 0.10], [0.1, 0.6, 0.2, 0.1]]
@@ -81,7 +81,7 @@ def test_identical_distributions_give_zero_and_a_zero_cell_probability_infinity(
 def test_the_torch_reduction_equals_the_plain_definition():
     import torch
 
-    from engine.kld_capture import reduce_logits
+    from quantscreen.pipeline.kld_capture import reduce_logits
 
     rng = np.random.default_rng(7)
     base_logits, cell_logits = rng.normal(size=(6, 50)) * 3, rng.normal(size=(6, 50)) * 3
@@ -104,8 +104,8 @@ TEXTS = ["the cat sat on the mat", "how do i make bread sure here is step one tw
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from engine.checkpoint import inspect_checkpoint
-    from engine.loader import load_model_and_tokenizer
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.loader import load_model_and_tokenizer
     from tests.conftest import build_tiny_llama
 
     tmp = tmp_path_factory.mktemp("kld")
@@ -124,7 +124,7 @@ def loaders(model, tok, calls, guard=None):
 
 
 def run_baseline(model, tok, root, settings, guard=None):
-    from engine import kld_capture
+    from quantscreen.pipeline import kld_capture
 
     calls = []
     load, get_tok = loaders(model, tok, calls, guard)
@@ -134,7 +134,7 @@ def run_baseline(model, tok, root, settings, guard=None):
 
 
 def run_cell(model, tok, root, settings, entries, key, name, guard=None):
-    from engine import kld_capture
+    from quantscreen.pipeline import kld_capture
 
     calls = []
     load, get_tok = loaders(model, tok, calls, guard)
@@ -202,7 +202,7 @@ def test_a_cell_with_another_tokenization_is_refused(tiny_models, tmp_path):
 
 
 def test_text_set_loads_and_n_texts_beyond_it_is_refused():
-    from engine.kld_capture import load_texts
+    from quantscreen.pipeline.kld_capture import load_texts
 
     texts, source = load_texts(None)
     assert len(texts) >= 10 and all(t.strip() and "===" not in t for t in texts)
@@ -224,7 +224,7 @@ def measured(name, top1, divergence, baseline=False):
 
 
 def test_top1_agreement_is_a_quality_metric_and_kld_fills_cells_csv():
-    from verdicts.table import CELL_COLUMNS, baseline_row, comparison_row
+    from quantscreen.verdicts.table import CELL_COLUMNS, baseline_row, comparison_row
 
     t = ScreenThresholds(quality_metric="top1_agreement")
     c = compare(measured("q", 8, 0.25), measured("b", 10, 0.0, baseline=True), t)
@@ -247,7 +247,7 @@ def test_a_missing_quality_metric_names_the_kld_failure():
 
 
 def test_plan_refuses_top1_quality_metric_without_the_kld_pass(tmp_path):
-    from engine.plan import load_plan
+    from quantscreen.pipeline.plan import load_plan
 
     models = tmp_path / "models.yaml"
     models.write_text("screen: {quality_metric: top1_agreement}\nkld: {enabled: false}\n"
@@ -260,7 +260,7 @@ def test_plan_refuses_top1_quality_metric_without_the_kld_pass(tmp_path):
 
 
 def test_an_imported_matrix_takes_top1_agreement_as_quality_and_ignores_kld(tmp_path):
-    from verdicts.matrix_input import load_matrix
+    from quantscreen.verdicts.matrix_input import load_matrix
 
     path = tmp_path / "cells.csv"
     path.write_text("model,quant,is_baseline,top1_agreement,kld_mean,kld_p99,refusal_rate_regex\n"

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from engine.errors import ScreenInputError
-from verdicts import matrix as mx
-from verdicts.ledger import LEDGER_COLUMNS, cell_claims, matrix_claims
-from verdicts.matrix_input import load_matrix
-from verdicts.matrix_stats import repeated_measures
-from verdicts.table import write_csv
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.verdicts import matrix as mx
+from quantscreen.verdicts.ledger import LEDGER_COLUMNS, cell_claims, matrix_claims
+from quantscreen.verdicts.matrix_input import load_matrix
+from quantscreen.verdicts.matrix_stats import repeated_measures
+from quantscreen.verdicts.table import write_csv
+from quantscreen.records.thresholds import ScreenThresholds
 
 T = ScreenThresholds()
 QUANTS = (("Q8_0", 8.5), ("Q6_K", 6.56), ("Q5_K_M", 5.69), ("Q4_K_M", 4.85), ("Q3_K_S", 3.44), ("Q2_K", 2.63),
@@ -311,7 +311,7 @@ def _cells_csv_rows():
 
 
 def test_a_runs_cells_csv_imports_to_the_same_analysis(tmp_path):
-    from verdicts.table import CELL_COLUMNS
+    from quantscreen.verdicts.table import CELL_COLUMNS
 
     rows = _cells_csv_rows()
     run = mx.analyse(mx.from_cell_rows(rows), T)
@@ -336,8 +336,8 @@ def _lookup(out_dir, claim):
 
 
 def test_every_ledger_claim_points_at_the_row_and_column_it_quotes(tmp_path, imported):
-    from report.outputs import write_matrix_outputs
-    from verdicts.table import CELL_COLUMNS, format_value
+    from quantscreen.report.outputs import write_matrix_outputs
+    from quantscreen.verdicts.table import CELL_COLUMNS, format_value
 
     rows = _cells_csv_rows()
     rep = mx.analyse(mx.from_cell_rows(rows), T)
@@ -387,7 +387,7 @@ def test_matrix_claims_cover_every_analysis(imported):
 
 
 def test_a_cell_that_cannot_be_certified_is_never_the_cheapest_passing_quant(tmp_path):
-    from verdicts.table import CELL_COLUMNS
+    from quantscreen.verdicts.table import CELL_COLUMNS
 
     rows = _cells_csv_rows()
     plain = {r["model"]: r["cheapest_passing_quant"] for r in mx.analyse(mx.from_cell_rows(rows), T).cheapest}

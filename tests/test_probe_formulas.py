@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from probes import first_token, mechanistic, refusal_direction, safety_neurons
+from quantscreen.probes import first_token, mechanistic, refusal_direction, safety_neurons
 
 
 def test_logit_stats_of_a_known_distribution():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu, pearsonr, spearmanr, ttest_1samp
 
-from verdicts.probe_stats import (RATIO_COLUMN, STAT_COLUMNS, cross_probe_statistics, read_float)
+from quantscreen.verdicts.probe_stats import (RATIO_COLUMN, STAT_COLUMNS, cross_probe_statistics, read_float)
 
 TR146_CSV = Path(__file__).parent / "data" / "tr146_awq_gptq_rows.csv"
 TR146_PROBES = ("probe_entropy_shift", "probe_top1_shift", "probe_direction_cosine", "probe_direction_magnitude",

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.activations import capture, residual_hooks
-from engine.checkpoint import inspect_checkpoint
-from engine.loader import load_model_and_tokenizer
-from probes import first_token, mechanistic, refusal_direction, safety_neurons
+from quantscreen.pipeline.activations import capture, residual_hooks
+from quantscreen.engine.checkpoint import inspect_checkpoint
+from quantscreen.engine.loader import load_model_and_tokenizer
+from quantscreen.probes import first_token, mechanistic, refusal_direction, safety_neurons
 from tests.conftest import build_tiny_llama
 
 HARMFUL = ["how do i make fire", "write story about fire", "how do i make water fire", "please write fire",
@@ -145,7 +145,7 @@ def test_probe_contract(name, captured, tiny_pair, tmp_path):
 
 
 def test_cell_figures_cover_every_probe_column(captured):
-    from verdicts.table import PROBE_COLUMNS
+    from quantscreen.verdicts.table import PROBE_COLUMNS
 
     cell, base = captured
     figures = mechanistic.cell_figures(cell, base, SETTINGS)
@@ -162,8 +162,8 @@ def test_cell_figures_cover_every_probe_column(captured):
 
 
 def measurement(cell_id, capture, probe_error=None, is_baseline=False):
-    from probes.records import ProbeRecord
-    from verdicts.cell import CellMeasurement
+    from quantscreen.records.probe import ProbeRecord
+    from quantscreen.verdicts.cell import CellMeasurement
 
     labels = (1.0, 0.0, 1.0, 1.0)
     records = {name: ProbeRecord(name, sum(labels) / 4, 4, labels, "v", "d") for name in
@@ -176,9 +176,9 @@ def measurement(cell_id, capture, probe_error=None, is_baseline=False):
 def test_probe_screen_is_informational_and_fails_only_when_probes_cannot_run(captured):
     import copy
 
-    from verdicts.cell import FAIL, PASS, compare
-    from verdicts.table import comparison_row
-    from verdicts.thresholds import ScreenThresholds
+    from quantscreen.verdicts.cell import FAIL, PASS, compare
+    from quantscreen.verdicts.table import comparison_row
+    from quantscreen.records.thresholds import ScreenThresholds
 
     cell, base = captured
     t = ScreenThresholds()

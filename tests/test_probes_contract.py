@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from engine.sources import minilm_encoder
-from probes import bertscore, coherence, refusal_regex, rouge
+from quantscreen.engine.sources import minilm_encoder
+from quantscreen.probes import bertscore, coherence, refusal_regex, rouge
 
 PROMPTS = ("What gas do plants absorb?", "Why is the sky blue?", "How many legs does a spider have?")
 ANSWERS = ("Plants absorb carbon dioxide from the air.", "Sunlight scatters off air molecules, blue the most.",

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-import promptsets
-from engine.errors import ScreenInputError
+from quantscreen import promptsets
+from quantscreen.records.errors import ScreenInputError
 
 
 def test_advbench_subset_is_seeded_and_has_provenance():

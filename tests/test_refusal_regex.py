@@ -1,7 +1,7 @@
 """The regex instrument on labelled examples (written for this project), including the styles SPEC §2 names."""
 import pytest
 
-from probes.refusal_regex import PATTERN_SET_VERSION, is_refusal, refusal_rate
+from quantscreen.probes.refusal_regex import PATTERN_SET_VERSION, is_refusal, refusal_rate
 
 REFUSALS = [
     "I can't assist with that request.",

@@ -4,12 +4,12 @@ import math
 
 import pytest
 
-from engine.cache import CachedResponse
-from probes.records import ProbeRecord
-from probes.refusal_template import prefix, rtsi, template_metrics
-from verdicts.cell import FAIL, INCONCLUSIVE, PASS, CellMeasurement, compare
-from verdicts.table import FLIP_COLUMNS, flip_rows
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.engine.cache import CachedResponse
+from quantscreen.records.probe import ProbeRecord
+from quantscreen.probes.refusal_template import prefix, rtsi, template_metrics
+from quantscreen.verdicts.cell import FAIL, INCONCLUSIVE, PASS, CellMeasurement, compare
+from quantscreen.verdicts.table import FLIP_COLUMNS, flip_rows
+from quantscreen.records.thresholds import ScreenThresholds
 
 A, B, C = "I'm sorry, but I can't help with that.", "I cannot do this for you.", "As an AI, I must decline."
 
@@ -81,7 +81,7 @@ def test_rtsi_screen_passes_fails_and_is_inconclusive():
 
 
 def test_flip_ledger_lists_both_directions_with_categories():
-    import promptsets
+    from quantscreen import promptsets
 
     harmful = promptsets.advbench(4, 0)
     base = measured("b", [A, "ok", A, "ok"], [9] * 4, [True, False, True, False], baseline=True)

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verdicts.regimes import HIDDEN, NEAR, NEUTRAL, OVER, classify, tags, worst
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.verdicts.regimes import HIDDEN, NEAR, NEUTRAL, OVER, classify, tags, worst
+from quantscreen.records.thresholds import ScreenThresholds
 
 T = ScreenThresholds()
 deltas = st.floats(min_value=-100, max_value=100, allow_nan=False)

@@ -7,9 +7,9 @@ import re
 import matplotlib.image
 import pytest
 
-from report.html import format_value, summary_html
-from report.scatter import DPI, FIGSIZE_IN, NO_CELLS_NOTE, regime_figure, regime_scatter
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.report.html import format_value, summary_html
+from quantscreen.report.scatter import DPI, FIGSIZE_IN, NO_CELLS_NOTE, regime_figure, regime_scatter
+from quantscreen.records.thresholds import ScreenThresholds
 
 T = ScreenThresholds()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -197,7 +197,7 @@ def test_format_value(value, text):
 
 
 def test_html_headline_names_cells_that_cannot_be_certified_first(tmp_path):
-    from report.outputs import headline
+    from quantscreen.report.outputs import headline
 
     actions = ACTIONS + [{"model": "smol", "quant": "Q4_0", "regime": "neutral", "action": "cannot_certify",
                           "action_reason": "underpowered: 8 prompts <too few>"}]

@@ -5,8 +5,8 @@ import pickle
 import re
 from pathlib import Path
 
-from engine.checkpoint import inspect_checkpoint
-from engine.loader import load_model_and_tokenizer
+from quantscreen.engine.checkpoint import inspect_checkpoint
+from quantscreen.engine.loader import load_model_and_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("engine", "probes", "verdicts", "fixtures", "report", "promptsets", "screens", "bench", "conftest.py")
@@ -61,8 +61,9 @@ def test_a_checkpoint_s_own_code_does_not_run_by_default(tiny_llama, tmp_path):
 def test_remote_code_is_opt_in_everywhere():
     import inspect
 
-    from engine import judge, loader
-    from engine.measure import Workspace
+    from quantscreen.engine import loader
+    from quantscreen.pipeline import judge
+    from quantscreen.pipeline.workspace import Workspace
 
     assert Workspace(cache_dir=Path(".")).trust_remote_code is False
     for fn in (loader.load_model, loader.load_engine_model, loader.load_model_and_tokenizer, judge.LocalJudge):

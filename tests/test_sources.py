@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import sources
-from engine.errors import ScreenInputError
+from quantscreen.engine import sources
+from quantscreen.records.errors import ScreenInputError
 
 
 def test_qwen_parts_join_into_the_checked_gguf(tmp_path):
@@ -16,7 +16,7 @@ def test_qwen_parts_join_into_the_checked_gguf(tmp_path):
     mtime = joined.stat().st_mtime_ns
     assert sources.qwen_coder_gguf(tmp_path).path == src.path and joined.stat().st_mtime_ns == mtime  # joined once
 
-    from engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.checkpoint import inspect_checkpoint
 
     info = inspect_checkpoint(joined)
     assert (info.architecture, info.vocab_size, info.format, info.has_chat_template) == \

@@ -5,8 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from verdicts.stats import (PairedTable, drop_power, mcnemar_exact_p, minimum_detectable_drop,
-                            paired_difference_ci, wilson_interval)
+from quantscreen.records.probe import wilson_interval
+from quantscreen.verdicts.stats import (PairedTable, drop_power, mcnemar_exact_p, minimum_detectable_drop,
+                            paired_difference_ci)
 
 counts = st.integers(min_value=0, max_value=60)
 

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from engine.errors import ScreenInputError
-from engine.judge import JudgeSpec
-from engine.plan import load_plan
-from engine.schema import schema
-from probes.mechanistic import ProbeSettings
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.records.config import JudgeSpec
+from quantscreen.pipeline.plan import load_plan
+from quantscreen.records.schema import schema
+from quantscreen.probes.mechanistic import ProbeSettings
+from quantscreen.records.thresholds import ScreenThresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def test_command_line_overrides_obey_the_schema(tmp_path, overrides, expected):
 @pytest.mark.parametrize("name", ["models.yaml", "matrix.yaml"])
 def test_the_repos_own_files_validate(name):
     assert load_plan(ROOT / name, {}).cells()
-    assert (ROOT / name).read_text().startswith("# yaml-language-server: $schema=engine/models.schema.json\n")
+    assert (ROOT / name).read_text().startswith("# yaml-language-server: $schema=records/models.schema.json\n")
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema_that_describes_every_key():

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from verdicts.regimes import HIDDEN, NEAR
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.records.status import INCONCLUSIVE
+from quantscreen.verdicts.regimes import DROP_SCREENS, HIDDEN, NEAR
+from quantscreen.records.thresholds import ScreenThresholds
 
 REFERENCE = "reference"
 REJECT_HIDDEN = "reject_hidden_danger"
@@ -42,7 +43,6 @@ CAUSES = {
 def certification_blockers(c, n_requested: int | None = None) -> dict[str, str]:
     """Cause -> detail for every reason a compared cell (`verdicts.cell.CellComparison`) cannot be certified; empty
     when its drop screens measured what they guard against. `n_requested`: harmful prompts asked for (None: all)."""
-    from verdicts.cell import DROP_SCREENS, INCONCLUSIVE
 
     out: dict[str, str] = {}
     t = c.thresholds

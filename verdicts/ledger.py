@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from verdicts.cell import REFUSAL_INSTRUMENTS
-from verdicts.matrix import MatrixReport
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.verdicts.cell import REFUSAL_INSTRUMENTS
+from quantscreen.verdicts.matrix import MatrixReport
+from quantscreen.records.thresholds import ScreenThresholds
 
 LEDGER_COLUMNS = ("claim_id", "statement", "value", "threshold", "verdict", "source_file", "row_key", "column",
                   "test_node_id")

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from verdicts import regimes
-from verdicts.actions import (CANNOT_CERTIFY, FLOOR_CANDIDATE, MANUAL_REVIEW, REJECTS, deployment_decisions,
+from quantscreen.verdicts import regimes
+from quantscreen.verdicts.actions import (CANNOT_CERTIFY, FLOOR_CANDIDATE, MANUAL_REVIEW, REJECTS, deployment_decisions,
                               quant_level_roles)
-from verdicts.matrix_stats import NAN, correlation, mixed_effects, ols_on_bpw, repeated_measures
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.verdicts.matrix_stats import NAN, correlation, mixed_effects, ols_on_bpw, repeated_measures
+from quantscreen.records.thresholds import ScreenThresholds
 
 QUALITY_METRICS = ("bertscore_f1", "rouge_l_f1", "coherence", "top1_agreement")  # 0..1, higher = better
 REFUSAL_METRICS = ("refusal_rate_regex", "refusal_rate_classifier", "refusal_rate_judge")

@@ -21,8 +21,8 @@ import csv
 import math
 from pathlib import Path
 
-from engine.errors import ScreenInputError
-from verdicts.matrix import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.verdicts.matrix import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell
 
 _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f", ""}
 _ALIASES = {"baseline": "is_baseline", "bpw": "bits_per_weight", "published_regime": "regime",

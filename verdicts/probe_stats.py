@@ -14,7 +14,7 @@ from statistics import fmean
 
 from scipy.stats import mannwhitneyu, pearsonr, spearmanr, ttest_1samp
 
-from verdicts.regimes import HIDDEN, NEAR, NEUTRAL
+from quantscreen.verdicts.regimes import HIDDEN, NEAR, NEUTRAL
 
 PROBE_COLUMNS = ("probe_entropy_shift", "probe_top1_shift", "probe_top5_shift", "probe_gini_shift",
                  "probe_logit_range_shift", "probe_ece_shift", "probe_direction_cosine", "probe_direction_magnitude",

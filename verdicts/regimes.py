@@ -1,7 +1,9 @@
 """Regime of a cell per refusal instrument (SPEC §3, TR142 Appendix C; the strict `<` decided in SPEC §9)."""
 from __future__ import annotations
 
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.records.thresholds import ScreenThresholds
+
+DROP_SCREENS = ("hidden_danger", "near_hidden_danger", "refusal_drop")  # what the canary and power decide
 
 HIDDEN, NEAR, OVER, NEUTRAL, BASELINE = "hidden_danger", "near_hidden_danger", "over_refusal", "neutral", "baseline"
 DIVERGENCE = "measurement_divergence"  # a cell neutral on both instruments whose instruments disagree by >= 20pp

@@ -13,16 +13,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from statistics import NormalDist
 
-
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+from quantscreen.records.probe import wilson_interval
 
 
 @dataclass(frozen=True)
@@ -65,8 +58,9 @@ def paired_difference_ci(table: PairedTable, z: float = 1.959963984540054) -> tu
         return (-1.0, 1.0)
     a, b, c, d = table.both, table.lost, table.gained, table.neither
     p1, p2 = (a + b) / n, (a + c) / n  # baseline, quant
-    l1, u1 = wilson_interval(a + b, n, z)
-    l2, u2 = wilson_interval(a + c, n, z)
+    alpha = 2.0 * (1.0 - NormalDist().cdf(z))
+    l1, u1 = wilson_interval(a + b, n, alpha)
+    l2, u2 = wilson_interval(a + c, n, alpha)
     denom = (a + b) * (c + d) * (a + c) * (b + d)
     if denom == 0:
         phi = 0.0

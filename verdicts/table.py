@@ -8,9 +8,9 @@ import math
 import os
 from pathlib import Path
 
-from verdicts.actions import deployment_decisions, quant_level_roles
-from verdicts.cell import REFUSAL_INSTRUMENTS, CellComparison, CellMeasurement
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.verdicts.actions import deployment_decisions, quant_level_roles
+from quantscreen.verdicts.cell import REFUSAL_INSTRUMENTS, CellComparison, CellMeasurement, judge_regex_agreement, refusal_template
+from quantscreen.records.thresholds import ScreenThresholds
 
 METRICS = ("refusal_rate_regex", "refusal_rate_classifier", "refusal_rate_judge", "refusal_rate_judge_strict",
            "harmless_refusal_rate_regex", "harmless_refusal_rate_classifier", "benign_refusal_rate_regex",
@@ -127,22 +127,22 @@ def measurement_row(m: CellMeasurement, accuracy: dict | None = None) -> dict:
     if "refusal_rate_judge" in rec:
         judge = rec["refusal_rate_judge"]
         row.update({"judge": m.judge, "judge_rubric_version": judge.version, "refusal_rate_judge_ci_low": judge.ci_low,
-                    "refusal_rate_judge_ci_high": judge.ci_high, **m.agreement()})
+                    "refusal_rate_judge_ci_high": judge.ci_high, **judge_regex_agreement(m)})
     row.update(_accuracy_figures(m, accuracy or {}))
     row.update({f"mean_tokens_{role}": v for role, v in m.mean_response_tokens.items()})
     if m.capture is not None:
-        from probes.mechanistic import intrinsic_figures
+        from quantscreen.probes.mechanistic import intrinsic_figures
 
         row.update(intrinsic_figures(m.capture))
     row["probe_error"] = m.probe_error
-    template = m.template()
+    template = refusal_template(m)
     if template is not None:
         row.update({f"template_{k}": v for k, v in template.as_dict().items() if k != "n_prompts"})
     return row
 
 
 def _accuracy_figures(m: CellMeasurement, accuracy: dict) -> dict:
-    from verdicts.agreement import corrected_rate
+    from quantscreen.verdicts.agreement import corrected_rate
 
     out = {}
     for inst, acc in sorted(accuracy.items()):
@@ -183,7 +183,7 @@ def baseline_row(c: CellComparison) -> dict:
 def flip_rates(table) -> dict:
     """At-risk flip rates of a paired table (`verdicts.stats.PairedTable`), each with a Wilson 95% interval: refusals
     lost over the baseline's refusals, refusals gained over the baseline's compliances (NaN when nothing is at risk)."""
-    from verdicts.stats import wilson_interval
+    from quantscreen.records.probe import wilson_interval
 
     out = {"baseline_refusals": table.both + table.lost, "baseline_compliances": table.gained + table.neither}
     for name, k, n in (("refusals_lost_rate", table.lost, out["baseline_refusals"]),

@@ -10,28 +10,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.checkpoint import CheckpointInfo, inspect_checkpoint
-from engine.errors import ScreenInputError
+from quantscreen.engine.checkpoint import CheckpointInfo, inspect_checkpoint
+from quantscreen.records.errors import ScreenInputError
 
 
 def preflight(plan, ws, device: str) -> dict:
     """Check the plan's inputs; returns the loaded prompt sets (role -> PromptSet) so they are read once."""
-    from engine.measure import load_prompt_sets
+    from quantscreen.pipeline.prompts import load_prompt_sets
 
     check_device(device)
     check_writable(ws.cache_dir, "--cache-dir")
     for model in plan.models:
         check_model(model, ws)
     if plan.judge.enabled and plan.judge.checkpoint:
-        from engine.measure import embedded_path
+        from quantscreen.pipeline.workspace import embedded_path
 
         judge = inspect_checkpoint(embedded_path(plan.judge.checkpoint, ws))
         check_template(judge, plan.judge.chat_template, "the judge")
     if plan.judge.enabled or plan.judge.accuracy != "none":
-        from engine.instruments import labelled_set
+        from quantscreen.pipeline.instruments import labelled_set
 
         labelled_set(plan.judge.accuracy)
-    from probes.refusal_classifier import load_head
+    from quantscreen.probes.refusal_classifier import load_head
 
     load_head()  # the classifier instrument's fitted head: a missing or damaged file is one line, before any load
     return load_prompt_sets(plan, ws)
@@ -41,7 +41,7 @@ def check_device(requested: str) -> None:
     """Only a CUDA request can be wrong on a machine that runs at all; `auto` and `cpu` never import torch here."""
     if (requested or "auto").strip().lower() in ("auto", "cpu"):
         return
-    from engine.loader import resolve_device
+    from quantscreen.engine.loader import resolve_device
 
     resolve_device(requested)
 
@@ -58,7 +58,7 @@ def check_writable(folder: Path, option: str) -> None:
 
 
 def check_model(model, ws) -> None:
-    from engine.measure import choose_engine, embedded_path
+    from quantscreen.pipeline.workspace import check_recipe, choose_engine, embedded_path
 
     base = inspect_checkpoint(embedded_path(model.baseline.path, ws))
     check_template(base, model.chat_template, model.model_id)
@@ -70,12 +70,6 @@ def check_model(model, ws) -> None:
         check_template(cell, model.chat_template, model.model_id)
         check_pair(base, cell)
         choose_engine(model.engine, cell, base)
-
-
-def check_recipe(model, spec, base: CheckpointInfo) -> None:
-    if spec.derive.startswith(("gguf:", "llamacpp:")) and base.kind != "gguf":
-        raise ScreenInputError(f"{model.model_id}.{spec.quant}", f"recipe {spec.derive} needs a GGUF baseline",
-                               "use gptq:, awq: or rtn: recipes for HF baselines, or a GGUF baseline")
 
 
 def check_template(info: CheckpointInfo, override: str | None, whose: str) -> None:
@@ -110,8 +104,8 @@ def input_warnings(plan, prompt_sets: dict, ws) -> list[str]:
     """What the run can do but should say before it does: a prompt set smaller than asked for (the screens run on
     what there is, and its cells cannot be certified), and a cell that is its own baseline (same sha256: a canary
     run, not a screen of a quantization)."""
-    from engine.measure import embedded_path
-    from engine.plan import cell_id
+    from quantscreen.pipeline.workspace import embedded_path
+    from quantscreen.pipeline.plan import cell_id
 
     out = []
     for role, spec in plan.prompts.items():

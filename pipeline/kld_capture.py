@@ -1,7 +1,7 @@
 """The forward passes behind probes/kld.py: every position's next-token logits over a fixed text, one text at a time.
 
 The baseline's distributions are reduced at once to their stored form (top-k log-probs, rest mass, argmax; see
-probes/kld.py) and cached like the probe activations (engine/activations.py: append-only, checksummed JSONL keyed by
+probes/kld.py) and cached like the probe activations (pipeline/activations.py: append-only, checksummed JSONL keyed by
 the checkpoint's content digest). A cell reads that cache, runs its own forward passes and caches its per-position
 KLD and top-1 match under a key that includes the baseline's, so a cell is measured with one model in memory and a
 warm re-run loads none. The baseline's row of cells.csv is the baseline against its own stored distributions: KLD 0
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.cache import JsonlStore
-from engine.digest import sha256_bytes, sha256_file
-from engine.errors import ScreenInputError
-from engine.sources import DataSource
-from probes.kld import KldSettings, TopK, compare, kld_records
+from quantscreen.engine.cache import JsonlStore
+from quantscreen.records.digest import sha256_bytes, sha256_file
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.engine.sources import DataSource
+from quantscreen.probes.kld import KldSettings, TopK, compare, kld_records
 
 CAPTURE_VERSION = "kld-capture-v1"
 TEXT_FILE = Path(__file__).resolve().parent.parent / "promptsets" / "data" / "kld_text.txt"
@@ -109,7 +109,7 @@ def reduce_logits(logits, k: int | None = None, ids: np.ndarray | None = None) -
 def _run(load_model, load_tokenizer, store: KldStore, texts: list[str], found: dict, settings: KldSettings,
          device: str, label: str, progress, entry) -> int:
     """Forward every text missing from `found` and append `entry(i, token digest, logits chunks)` to the store."""
-    from engine.generate import TextProgress
+    from quantscreen.engine.generate import TextProgress
 
     missing = [i for i in range(len(texts)) if i not in found]
     if not missing:

@@ -13,33 +13,12 @@ import math
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 
-from engine.cache import JsonlStore
-from engine.digest import sha256_json
-from engine.errors import ScreenInputError
-from probes.refusal_judge import MAX_REPLY_CHARS, RUBRIC, Judgement, Rubric, label_from_logprobs, label_from_text
-
-
-@dataclass(frozen=True)
-class JudgeSpec:
-    """models.yaml `judge:` (or --judge / --judge-endpoint / --judge-checkpoint)."""
-    enabled: bool = False
-    checkpoint: str | None = None  # local judge: any checkpoint the loaders handle (embedded:... too)
-    engine: str = "auto"  # local judge: auto (llama.cpp for a GGUF) | transformers | llamacpp
-    endpoint: str | None = None  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
-    model: str | None = None  # the model name sent to the endpoint (default: the first one /models lists)
-    identity: str | None = None  # cache identity of an endpoint's judge (default: URL + served model id)
-    api_key_env: str | None = None  # environment variable holding a bearer token
-    timeout_s: float = 60.0
-    retries: int = 3
-    batch_size: int = 8
-    chat_template: str | None = None  # template text for a local judge whose tokenizer has none
-    accuracy: str = "default"  # labelled replies for every instrument's accuracy: default | harness | pyrit | uncensorbench | none | FILE
-
-    @property
-    def kind(self) -> str:
-        return "endpoint" if self.endpoint else "local"
+from quantscreen.engine.cache import JsonlStore
+from quantscreen.records.digest import sha256_json
+from quantscreen.records.config import JudgeSpec
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.probes.refusal_judge import MAX_REPLY_CHARS, RUBRIC, Judgement, Rubric, label_from_logprobs, label_from_text
 
 
 class JudgementStore(JsonlStore):
@@ -58,7 +37,7 @@ def pair_digest(request: str, reply: str) -> str:
 
 def judge_pairs(judge, pairs: list[tuple[str, str]], cache_root, label: str, progress=None) -> list[Judgement]:
     """A judgement for every (request, reply); cached ones are reused, the judge is opened only for the rest."""
-    from engine.generate import TextProgress
+    from quantscreen.engine.generate import TextProgress
 
     rubric = judge.rubric
     store = JudgementStore(cache_root, {"judge": judge.identity(), "rubric_version": rubric.version,
@@ -99,7 +78,7 @@ class LocalJudge:
 
     def __init__(self, spec: JudgeSpec, info, digest: str, device: str = "cpu", dtype: str = "float32",
                  trust_remote_code: bool = False, rubric: Rubric = RUBRIC):
-        from engine import llamacpp
+        from quantscreen.engine import llamacpp
 
         self.spec, self.info, self.digest, self.device, self.dtype = spec, info, digest, device, dtype
         self.rubric = rubric
@@ -113,7 +92,7 @@ class LocalJudge:
         self._tok = self._model = self._option_ids = None
 
     def identity(self) -> dict:
-        from engine.measure import engine_version
+        from quantscreen.pipeline.workspace import engine_version
 
         parts = {"kind": "local", "checkpoint_sha256": self.digest, "engine": engine_version(self.engine),
                  "chat_template_override_sha256": sha256_json(self.spec.chat_template) if self.spec.chat_template
@@ -128,7 +107,7 @@ class LocalJudge:
     def open(self) -> None:
         if self._model is not None:
             return
-        from engine.loader import load_engine_model, load_tokenizer
+        from quantscreen.engine.loader import load_engine_model, load_tokenizer
 
         self._tok = load_tokenizer(self.info, self.spec.chat_template)
         self._model = load_engine_model(self.engine, self.info, self._tok, self.device, self.dtype,
@@ -184,7 +163,7 @@ class LocalJudge:
     def _score_torch(self, texts: list[str]) -> list[Judgement]:
         import torch
 
-        from engine.activations import last_token_logits
+        from quantscreen.pipeline.activations import last_token_logits
 
         enc = self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         with torch.inference_mode():
@@ -344,13 +323,13 @@ def make_judge(spec: JudgeSpec, ws, dtype: str = "float32"):
     another model's lean is not that one's."""
     import dataclasses
 
-    from engine.sources import QWEN_CODER_SHA256
+    from quantscreen.engine.sources import QWEN_CODER_SHA256
 
     uncalibrated = dataclasses.replace(RUBRIC, calibration=(1.0, 0.0))
     if spec.endpoint:
         return EndpointJudge(spec, uncalibrated)
-    from engine.checkpoint import inspect_checkpoint
-    from engine.measure import embedded_path
+    from quantscreen.engine.checkpoint import inspect_checkpoint
+    from quantscreen.pipeline.workspace import embedded_path
 
     info = inspect_checkpoint(embedded_path(spec.checkpoint, ws))
     digest = ws.checkpoint_digest(info)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.digest import sha256_json
+from quantscreen.records.digest import sha256_json
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,16 @@ def rate_record(name: str, flags, version: str, inputs_digest: str) -> ProbeReco
         low, high = float(ci.low), float(ci.high)
     return ProbeRecord(name=name, value=k / n if n else float("nan"), n=n, per_item=labels, version=version,
                        inputs_digest=inputs_digest, ci_low=low, ci_high=high)
+
+
+def wilson_interval(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of k successes in n (statsmodels); (0, 1) when nothing was counted."""
+    if n == 0:
+        return (0.0, 1.0)
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return (max(0.0, float(low)), min(1.0, float(high)))
 
 
 def digest_inputs(*parts) -> str:

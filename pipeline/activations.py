@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.cache import JsonlStore
-from engine.errors import ScreenInputError
-from probes import first_token
-from probes.mechanistic import ProbeSettings, capture_layers, direction_layer, neuron_layers
+from quantscreen.engine.cache import JsonlStore
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.probes import first_token
+from quantscreen.probes.mechanistic import ProbeSettings, capture_layers, direction_layer, neuron_layers
 
 CAPTURE_VERSION = "capture-v1"
 
@@ -122,7 +122,7 @@ def capture(load_model, load_tokenizer, prompts_by_role: dict, key_parts: dict, 
             cache_root, batch_size: int, device: str, system_prompt: str | None, label: str,
             progress=None) -> Capture:
     """The capture of every role's prompts; cached entries are reused and the model is loaded only if one is missing."""
-    from engine.generate import TextProgress, plan_batches, prompt_digests, render
+    from quantscreen.engine.generate import TextProgress, plan_batches, prompt_digests, render
 
     found_by_role, stores, digests_by_role = {}, {}, {}
     for role, prompts in prompts_by_role.items():

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from engine.judge import judge_pairs
-from probes import refusal_regex
-from probes.refusal_judge import RUBRIC_VERSION, judge_rates
-from verdicts.agreement import Accuracy, accuracy
-from verdicts.cell import CellMeasurement
+from quantscreen.pipeline.judge import judge_pairs
+from quantscreen.probes import refusal_regex
+from quantscreen.probes.refusal_judge import RUBRIC_VERSION, judge_rates
+from quantscreen.probes.accuracy import Accuracy, accuracy
+from quantscreen.records.measurement import CellMeasurement
 
 JUDGED_ROLES = ("harmful", "benign")  # harmless and quality replies are not refusal questions worth a judge pass
 
@@ -33,15 +33,15 @@ def judge_measurement(m: CellMeasurement, judge, prompt_sets: dict, cache_root, 
 
 
 def labelled_set(name: str):
-    from promptsets.labelled import named_set
+    from quantscreen.promptsets.labelled import named_set
 
     return named_set(name)
 
 
 def held_out(labelled, training_digests: set[str]):
     """(labelled set without the rows an instrument was fitted on, how many were left out)."""
-    from engine.judge import pair_digest
-    from promptsets.labelled import LabelledSet
+    from quantscreen.pipeline.judge import pair_digest
+    from quantscreen.promptsets.labelled import LabelledSet
 
     keep = [i for i, (q, r) in enumerate(zip(labelled.requests, labelled.replies))
             if pair_digest(q, r) not in training_digests]
@@ -64,7 +64,7 @@ def instrument_accuracy(labelled, judge=None, cache_root=None, progress=None, en
 def measure_instruments(labelled, judge=None, cache_root=None, progress=None, encoder_path: str | None = None,
                         classifier: bool = True):
     """(instrument -> Accuracy, the held-out rows they were measured on): `Accuracy.misclassified` indexes those."""
-    from probes import refusal_classifier
+    from quantscreen.probes import refusal_classifier
 
     head = refusal_classifier.load_head() if classifier else None
     labelled, excluded = held_out(labelled, refusal_classifier.training_digests(head) if head else set())
@@ -74,7 +74,7 @@ def measure_instruments(labelled, judge=None, cache_root=None, progress=None, en
                              f"not fitted: hand-written patterns {refusal_regex.PATTERN_SET_VERSION}", excluded)}
     if head is not None:
         if encoder_path is None:
-            from engine.sources import minilm_encoder
+            from quantscreen.engine.sources import minilm_encoder
 
             encoder_path = minilm_encoder().path
         found = refusal_classifier.is_refusal(list(labelled.requests), list(labelled.replies), encoder_path, head)

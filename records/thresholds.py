@@ -1,4 +1,4 @@
-"""The `screen:` section of models.yaml as typed data (its keys, types and ranges are in engine/models.schema.json).
+"""The `screen:` section of models.yaml as typed data (its keys, types and ranges are in records/models.schema.json).
 
 Defaults are SPEC §3's (TR142 SS5 / SS20 / Appendix C). Deltas are percentage points (pp).
 """
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.errors import ScreenInputError
-from engine.schema import typed
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.records.schema import typed
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ScreenThresholds:
 
     @classmethod
     def from_mapping(cls, data: dict | None, where: str = "models.yaml.screen") -> "ScreenThresholds":
-        """The `screen:` section, already checked against engine/models.schema.json (types, keys, ranges)."""
+        """The `screen:` section, already checked against records/models.schema.json (types, keys, ranges)."""
         t = typed(cls, data or {})
         if t.near_hidden_quality_min_pp > t.hidden_danger_quality_min_pp:
             line = getattr(data, "lines", {}).get("near_hidden_quality_min_pp")

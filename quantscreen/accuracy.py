@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.errors import ScreenInputError
+from quantscreen.records.errors import ScreenInputError
+from quantscreen import packaged_models_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,27 +40,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _judge(args, cache_dir: Path):
-    from engine.measure import Workspace
-    from engine.plan import load_plan
+    from quantscreen.pipeline.workspace import Workspace
+    from quantscreen.pipeline.plan import load_plan
 
     if args.no_judge:
         return None
     overrides = {"judge_checkpoint": args.judge_checkpoint, "judge_endpoint": args.judge_endpoint}
-    models = Path(args.models).expanduser().resolve() if args.models else Path(__file__).parents[1] / "models.yaml"
+    models = Path(args.models).expanduser().resolve() if args.models else packaged_models_file()
     plan = load_plan(models, {k: v for k, v in overrides.items() if v})
     if not plan.judge.enabled:
         return None
-    from engine.judge import make_judge
+    from quantscreen.pipeline.judge import make_judge
 
     return make_judge(plan.judge, Workspace(cache_dir=cache_dir))
 
 
 def run(args) -> list[dict]:
-    from engine.instruments import measure_instruments, misclassified_rows
-    from engine.sources import default_cache_dir, minilm_encoder
-    from promptsets.labelled import LABELLED_SET_NAMES, named_set
-    from verdicts.agreement import choose_instruments
-    from verdicts.table import ACCURACY_CSV_COLUMNS, MISCLASSIFIED_COLUMNS, write_csv
+    from quantscreen.pipeline.instruments import measure_instruments, misclassified_rows
+    from quantscreen.engine.sources import default_cache_dir, minilm_encoder
+    from quantscreen.promptsets.labelled import LABELLED_SET_NAMES, named_set
+    from quantscreen.verdicts.agreement import choose_instruments
+    from quantscreen.verdicts.table import ACCURACY_CSV_COLUMNS, MISCLASSIFIED_COLUMNS, write_csv
 
     cache_dir = Path(args.cache_dir).expanduser().resolve() if args.cache_dir else default_cache_dir()
     sets = [(name, named_set(name if name in LABELLED_SET_NAMES else str(Path(name).expanduser().resolve())))

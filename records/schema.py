@@ -1,4 +1,4 @@
-"""models.yaml's schema (engine/models.schema.json) and the one-line ScreenInputError its first violation becomes.
+"""models.yaml's schema (records/models.schema.json) and the one-line ScreenInputError its first violation becomes.
 
 The schema is the one source of keys, types, enums and ranges; engine.plan keeps what a schema cannot say (files
 that must exist, recipes, rules across fields or across the command line). Mappings and lists read by
@@ -16,7 +16,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
 
-from engine.errors import ScreenInputError
+from quantscreen.records.errors import ScreenInputError
 
 SCHEMA_PATH = Path(__file__).with_name("models.schema.json")
 

@@ -24,14 +24,14 @@ CANARY_VERSION = "1"
 
 
 def _regex_labels(prompts: list[str], replies: list[str]) -> list[float]:
-    from probes import refusal_regex
+    from quantscreen.probes import refusal_regex
 
     return list(refusal_regex.refusal_rate(tuple(replies), "refusal_rate_regex").per_item)
 
 
 def _classifier_labels(prompts: list[str], replies: list[str]) -> list[float]:
-    from engine import sources
-    from probes import refusal_classifier
+    from quantscreen.engine import sources
+    from quantscreen.probes import refusal_classifier
 
     head = refusal_classifier.load_head()
     return [float(x) for x in refusal_classifier.is_refusal(prompts, replies, sources.minilm_encoder().path, head)]
@@ -88,10 +88,10 @@ def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, 
     """The canary of one baseline measurement (`verdicts.cell.CellMeasurement` with its harmful responses)."""
     import gc
 
-    from engine.cache import ResponseStore
-    from engine.generate import DecodingSettings, generate, prompt_digests
-    from engine.loader import load_engine_model, load_tokenizer
-    from engine.measure import response_key
+    from quantscreen.engine.cache import ResponseStore
+    from quantscreen.engine.generate import DecodingSettings, generate, prompt_digests
+    from quantscreen.engine.loader import load_engine_model, load_tokenizer
+    from quantscreen.pipeline.measure import response_key
 
     harmful = prompt_sets["harmful"]
     n = min(plan.canary_prompts, len(harmful))
