@@ -2,7 +2,7 @@
 
 Every candidate is a checkpoint the loaders handle and one or more rubrics (`probes.refusal_judge.Rubric`); with
 several (the option order permuted), the option probabilities are averaged over them. Each judges every reply of the
-chosen labelled sets through `engine.judge.LocalJudge.score` (llama.cpp for a GGUF), with no judgement cache.
+chosen labelled sets through `pipeline.judge.LocalJudge.score` (llama.cpp for a GGUF), with no judgement cache.
 Candidates sharing a checkpoint and a system text are asked item by item in one pass (the pair is evaluated once per
 item; the questions after it reuse its KV cache), the order rotating, and a candidate's time is taken on the items
 where it went first. Figures:

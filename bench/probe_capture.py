@@ -4,7 +4,7 @@ For one baseline and one quantized checkpoint, on the same prompts (the first N 
 built-in harmless prompts), each contender runs in its own process so its peak RSS is its own:
 
 - one model: load the quantized checkpoint and run one forward batch (the memory reference, "one model").
-- fused: `engine.activations.capture` on the baseline in one process; then, in a fresh process, on the quantized
+- fused: `pipeline.activations.capture` on the baseline in one process; then, in a fresh process, on the quantized
   cell alone, with the baseline read back from the activation cache, and every probe figure (one forward pass per
   prompt per model; the second process is "measuring a quantized cell with the cached baseline").
 - separate (TR146): both models loaded together; phase 1 entropy (harmful), phase 2 refusal direction (harmful +
@@ -12,7 +12,7 @@ built-in harmless prompts), each contender runs in its own process so its peak R
   neurons, then the first 50 harmful prompts on both models).
 
 Times start after torch and transformers are imported and include loading the checkpoints. Every contender uses
-the same batched forward (`engine.activations.forward_batch`), so the difference is the number
+the same batched forward (`pipeline.activations.forward_batch`), so the difference is the number
 of passes and of models in memory, not the kernel. Rounds alternate the contenders; medians are reported. Prints one
 result line and appends it, with the machine, the command and the date, to BENCHMARKS.md.
 

@@ -105,7 +105,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
 
 
 def _kld_key(plan: Plan, ws: Workspace, digest: str) -> dict:
-    """What a KLD cache entry depends on (the texts' digest and k are added by engine.kld_capture)."""
+    """What a KLD cache entry depends on (the texts' digest and k are added by pipeline.kld_capture)."""
     return {"checkpoint_sha256": digest, "dtype": plan.dtype, "device": ws.device.split(":")[0],
             "harness_version": __version__, "engine_version": engine_version("transformers")}
 

@@ -106,7 +106,7 @@ class Plan:
     max_new_tokens: int = 128
     batch_size: int = 128
     dtype: str = "float32"
-    canary_prompts: int = 16  # harmful prompts the baseline generates twice (engine.canary); 0: off
+    canary_prompts: int = 16  # harmful prompts the baseline generates twice (pipeline.canary); 0: off
     prompts: dict = field(default_factory=dict)  # role -> PromptSpec
     origin: str = "models.yaml"
     probes: ProbeSettings = ProbeSettings()

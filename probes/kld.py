@@ -85,7 +85,7 @@ def _split(logp: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def top_k_distribution(logits: np.ndarray, k: int) -> TopK:
     """The stored form of the baseline's distributions (`logits`: positions x vocabulary). The plain definition;
-    engine.kld_capture computes the same in torch, which is several times faster on a 151k vocabulary."""
+    pipeline.kld_capture computes the same in torch, which is several times faster on a 151k vocabulary."""
     logp = log_softmax(logits)
     k = min(k, logp.shape[1])
     ids = np.argsort(-logp, axis=1, kind="stable")[:, :k]
@@ -110,7 +110,7 @@ def coarse_kld(p_logp: np.ndarray, p_rest_logp: np.ndarray, q_logp: np.ndarray, 
 def compare(base: TopK, q_logp: np.ndarray, q_rest_logp: np.ndarray, q_argmax: np.ndarray) -> tuple[np.ndarray,
                                                                                                     np.ndarray]:
     """(KLD per position, top-1 match per position as 1.0/0.0) from the cell's log-probabilities at the baseline's
-    top-k ids, its log mass on every other token and its argmax (what engine.kld_capture reduces its logits to)."""
+    top-k ids, its log mass on every other token and its argmax (what pipeline.kld_capture reduces its logits to)."""
     if len(q_logp) != len(base.ids):
         raise ValueError(f"{len(q_logp)} cell positions against {len(base.ids)} baseline positions")
     match = (np.asarray(q_argmax) == base.argmax).astype(np.float64)

@@ -71,7 +71,7 @@ def intrinsic_figures(cap) -> dict:
 
 
 def cell_figures(cap, base, s: ProbeSettings) -> dict:
-    """Every probe figure of a quantized cell against its baseline (both `engine.activations.Capture`)."""
+    """Every probe figure of a quantized cell against its baseline (both `pipeline.activations.Capture`)."""
     if cap.layers != base.layers or cap.vocab_size != base.vocab_size:
         raise ValueError(f"the cell and its baseline differ in shape (layers {cap.layers} vs {base.layers}, vocabulary "
                          f"{cap.vocab_size} vs {base.vocab_size}): probes need the same architecture")

@@ -17,7 +17,7 @@ class CellMeasurement:
     checkpoint: dict  # path, format, bits_per_weight, sha256, group_size, made_by
     records: dict[str, ProbeRecord]
     mean_response_tokens: dict[str, float] = field(default_factory=dict)
-    capture: object = None  # engine.activations.Capture when the mechanistic probes ran
+    capture: object = None  # pipeline.activations.Capture when the mechanistic probes ran
     responses: dict = field(default_factory=dict)  # role -> tuple of engine.cache.CachedResponse, prompt order
     probe_error: str | None = None  # why they could not run
     judgements: dict = field(default_factory=dict)  # role -> tuple of probes.refusal_judge.Judgement, prompt order

@@ -1,8 +1,8 @@
 """models.yaml's schema (records/models.schema.json) and the one-line ScreenInputError its first violation becomes.
 
-The schema is the one source of keys, types, enums and ranges; engine.plan keeps what a schema cannot say (files
+The schema is the one source of keys, types, enums and ranges; pipeline.plan keeps what a schema cannot say (files
 that must exist, recipes, rules across fields or across the command line). Mappings and lists read by
-engine.plan's loader carry `lines` (key or index -> line), which the messages point at.
+pipeline.plan's loader carry `lines` (key or index -> line), which the messages point at.
 """
 from __future__ import annotations
 

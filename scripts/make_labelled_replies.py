@@ -1,6 +1,6 @@
 """Generate the replies of promptsets/data/labelled_replies.jsonl through the harness's own path, and merge labels.
 
-The replies are exactly what the screens generate for a cell (engine.measure.measure: the checkpoint's chat template,
+The replies are exactly what the screens generate for a cell (pipeline.measure.measure: the checkpoint's chat template,
 greedy decoding, models.yaml's decoding settings, llama.cpp for a GGUF cell and its GGUF baseline, the response cache),
 for five cells: Qwen2.5-Coder-0.5B (embedded) and its llamacpp:Q2_K derivative, SmolLM2-135M (embedded) and its
 llamacpp:Q4_K_M and llamacpp:Q2_K derivatives. Prompts are AdvBench prompts outside the default job's subset and

@@ -1,4 +1,4 @@
-"""The determinism canary (engine.canary) and the per-cell at-risk flip rates (verdicts.table.flip_rates)."""
+"""The determinism canary (pipeline.canary) and the per-cell at-risk flip rates (verdicts.table.flip_rates)."""
 from __future__ import annotations
 
 import math

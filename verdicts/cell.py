@@ -75,7 +75,7 @@ class CellComparison:
     judge_figures: dict = field(default_factory=dict)  # judge paired stats, regex-judge agreement, divergence
     accuracy: dict = field(default_factory=dict)  # instrument -> verdicts.agreement.Accuracy
     instruments: object = None  # verdicts.agreement.InstrumentChoice: the primary, the screening ones, and why
-    canary: object = None  # engine.canary.CanaryResult of the baseline, where the run measured one
+    canary: object = None  # pipeline.canary.CanaryResult of the baseline, where the run measured one
     cannot_certify: dict = field(default_factory=dict)  # cause -> why (verdicts.actions.certification_blockers)
 
     def refusal_deltas_pp(self, screening_only: bool = False) -> dict[str, float]:
@@ -141,7 +141,7 @@ def compare(cell: CellMeasurement, baseline: CellMeasurement, t: ScreenThreshold
             probe_settings=None, accuracy: dict | None = None, canary=None,
             n_requested: int | None = None) -> CellComparison:
     """`accuracy`: instrument -> verdicts.agreement.Accuracy on labelled replies, where the run measured it;
-    `canary`: the baseline's determinism canary (engine.canary.CanaryResult); `n_requested`: harmful prompts asked for.
+    `canary`: the baseline's determinism canary (pipeline.canary.CanaryResult); `n_requested`: harmful prompts asked for.
     """
     from quantscreen.verdicts.agreement import choose_instruments
 

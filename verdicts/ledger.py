@@ -56,7 +56,7 @@ def cell_claims(rows: list[dict], t: ScreenThresholds, nodes: dict[tuple[str, st
 
 
 def warning_claims(warnings: list[str]) -> list[dict]:
-    """The run's input warnings (engine.preflight.input_warnings) as ledger rows: said, not asserted."""
+    """The run's input warnings (pipeline.preflight.input_warnings) as ledger rows: said, not asserted."""
     return [_claim(f"WARN:{i}", w, "", "", "warning", "", "", "") for i, w in enumerate(warnings, 1)]
 
 

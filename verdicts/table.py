@@ -62,7 +62,7 @@ TEMPLATE_COLUMNS = (  # SPEC §2 over the regex-labelled refusals; RTSI and its 
     "template_mean_refusal_tokens", "template_hard_refusal_rate", "rtsi", "rtsi_dominant_prefix_drop",
     "rtsi_unique_prefix_rise", "rtsi_prefix_entropy_rise", "rtsi_hard_refusal_drop", "rtsi_refusal_length_change",
 )
-CANARY_COLUMNS = ("canary_n", "canary_flips", "canary_text_differs", "canary_composition")  # engine.canary
+CANARY_COLUMNS = ("canary_n", "canary_flips", "canary_text_differs", "canary_composition")  # pipeline.canary
 FLIP_RATE_COLUMNS = (  # refusals lost / baseline refusals, gained / baseline compliances (primary instrument)
     "baseline_refusals", "baseline_compliances", "refusals_lost_rate", "refusals_lost_rate_ci_low",
     "refusals_lost_rate_ci_high", "refusals_gained_rate", "refusals_gained_rate_ci_low", "refusals_gained_rate_ci_high",
