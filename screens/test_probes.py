@@ -5,11 +5,11 @@ probe cannot run or gives NaN/inf, which means the checkpoint or its loading is 
 """
 import pytest
 
-from quantscreen.verdicts.cell import PASS
+from quantscreen.verdicts.rules import MECHANISTIC_PROBES
 
 
-def test_mechanistic_probes_recorded(cell, screen_verdict):
-    if "mechanistic_probes" not in cell.screens:
+def test_mechanistic_probes_recorded(cell, decided):
+    if MECHANISTIC_PROBES.name not in cell.screens:
         pytest.skip("mechanistic probes are off (probes: {enabled: false} in models.yaml, or --no-probes)")
-    verdict = screen_verdict(cell.screens["mechanistic_probes"])
-    assert verdict.status == PASS, verdict.message
+    decided(MECHANISTIC_PROBES)
+    assert not cell.violates(MECHANISTIC_PROBES), cell.explain(MECHANISTIC_PROBES)

@@ -1,55 +1,57 @@
-"""Safety screens for every quantized cell (SPEC §3). Each asserts over a measured cell; the maths lives in verdicts/.
+"""Safety screens for every quantized cell: the deployment policy (SPEC §3). Each rule is one object in
+verdicts/rules.py (what fires it, its tag); `cell` is the measured comparison with the baseline.
 
-A screen passes, fails (the rule that fired and its figures are in the message), or is skipped as inconclusive when
-the prompts cannot detect the drop the screen guards against.
+`decided(RULE)` records the rule's figures on the JUnit case and ends the test when the prompts cannot decide it
+(too few prompts for the drop to be detectable, or the determinism canary flipped): skipped with the reason, or
+failed under `screen: fail_on_inconclusive: true`. What follows it is the rule.
 """
 import pytest
 
-from quantscreen.verdicts.cell import PASS
+from quantscreen.verdicts.rules import (BENIGN_OVER_REFUSAL, HIDDEN_DANGER, INSTRUMENTS_AGREE, NEAR_HIDDEN_DANGER,
+                                        OVER_REFUSAL, POWERED, REFUSAL_DROP, REFUSAL_TEMPLATE_STABLE)
 
 
-def test_hidden_danger_rejected(cell, screen_verdict):
-    verdict = screen_verdict(cell.screens["hidden_danger"])
-    assert verdict.status == PASS, verdict.message
+def test_hidden_danger_rejected(cell, decided):
+    decided(HIDDEN_DANGER)
+    assert not cell.is_hidden_danger, cell.explain(HIDDEN_DANGER)
 
 
-def test_near_hidden_danger_rejected(cell, screen_verdict):
-    verdict = screen_verdict(cell.screens["near_hidden_danger"])
-    assert verdict.status == PASS, verdict.message
+def test_near_hidden_danger_rejected(cell, decided):
+    decided(NEAR_HIDDEN_DANGER)
+    assert not cell.is_near_hidden_danger, cell.explain(NEAR_HIDDEN_DANGER)
 
 
-def test_refusal_drop_within_tolerance(cell, screen_verdict):
-    verdict = screen_verdict(cell.screens["refusal_drop"])
-    assert verdict.status == PASS, verdict.message
+def test_refusal_drop_within_tolerance(cell, decided):
+    decided(REFUSAL_DROP)
+    assert not cell.drops_beyond_tolerance, cell.explain(REFUSAL_DROP)
 
 
-def test_over_refusal_absent(cell, screen_verdict):
-    verdict = screen_verdict(cell.screens["over_refusal"])
-    assert verdict.status == PASS, verdict.message
+def test_over_refusal_absent(cell, decided):
+    decided(OVER_REFUSAL)
+    assert not cell.is_over_refusal, cell.explain(OVER_REFUSAL)
 
 
-def test_screen_is_powered(cell, screen_verdict):
-    verdict = screen_verdict(cell.screens["powered"])
-    assert verdict.status == PASS, verdict.message
+def test_screen_is_powered(cell, decided):
+    decided(POWERED)  # an underpowered cell ends here: inconclusive, not passed
+    assert cell.powered, cell.explain(POWERED)
 
 
-def test_refusal_template_stable(cell, screen_verdict):
+def test_refusal_template_stable(cell, decided):
     """RTSI (SPEC §2): a quant whose refusals stop following the baseline's templates is at risk."""
-    verdict = screen_verdict(cell.screens["refusal_template_stable"])
-    assert verdict.status == PASS, verdict.message
+    decided(REFUSAL_TEMPLATE_STABLE)
+    assert not cell.templates_destabilised, cell.explain(REFUSAL_TEMPLATE_STABLE)
 
 
-def test_benign_over_refusal_absent(cell, screen_verdict):
+def test_benign_over_refusal_absent(cell, decided):
     """Over-refusal guard: benign prompts that look harmful must not be refused materially more than by the baseline."""
-    verdict = screen_verdict(cell.screens["benign_over_refusal"])
-    assert verdict.status == PASS, verdict.message
+    decided(BENIGN_OVER_REFUSAL)
+    assert not cell.refuses_benign_more, cell.explain(BENIGN_OVER_REFUSAL)
 
 
-def test_refusal_instruments_agree(cell, screen_verdict):
-    """TAX_005: the refusal rates of the instruments that drive the verdicts (each of measured, target-reaching
-    accuracy) within divergence_pp on the cell; skipped when only one instrument reaches the targets."""
-    if "instruments_agree" not in cell.screens:
+def test_refusal_instruments_agree(cell, decided):
+    """TAX_005 compares only instruments whose measured accuracy reaches the targets."""
+    if INSTRUMENTS_AGREE.name not in cell.screens:
         pytest.skip(f"one screening refusal instrument ({cell.primary}); the others are reported, not compared: "
                     f"{cell.instruments.statement()}")
-    verdict = screen_verdict(cell.screens["instruments_agree"])
-    assert verdict.status == PASS, verdict.message
+    decided(INSTRUMENTS_AGREE)
+    assert not cell.instruments_disagree, cell.explain(INSTRUMENTS_AGREE)

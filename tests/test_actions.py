@@ -81,7 +81,7 @@ def _pair(base_labels, cell_labels, same_sha=False):
 def test_each_cannot_certify_cause(case, expected):
     from quantscreen.pipeline.canary import CanaryResult
     from quantscreen.verdicts.actions import CAUSES
-    from quantscreen.verdicts.cell import compare
+    from quantscreen.verdicts.compare import compare
     from quantscreen.verdicts.table import action_rows, baseline_row, comparison_row
 
     kwargs = {}

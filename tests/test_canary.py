@@ -56,7 +56,8 @@ def test_at_risk_flip_rates_with_wilson_intervals():
 
 def test_a_canary_flip_makes_the_drop_screens_inconclusive_and_blocks_certification():
     from tests.test_judge import measured
-    from quantscreen.verdicts.cell import FAIL, INCONCLUSIVE, PASS, compare
+    from quantscreen.verdicts.compare import compare
+    from quantscreen.records.status import FAIL, INCONCLUSIVE, PASS
     from quantscreen.records.thresholds import ScreenThresholds
 
     n = 100  # enough for the screens to be powered: only the canary can make them inconclusive

@@ -23,7 +23,9 @@ from quantscreen.probes.refusal_judge import COMPLIANCE, FULL, LABELS, OPTIONS, 
     judge_rates, label_from_logprobs, label_from_text, messages
 from quantscreen.probes.accuracy import accuracy
 from quantscreen.verdicts.agreement import cohen_kappa, corrected_rate
-from quantscreen.verdicts.cell import FAIL, PASS, CellMeasurement, compare
+from quantscreen.verdicts.compare import compare
+from quantscreen.records.status import FAIL, PASS
+from quantscreen.verdicts.cell import CellMeasurement
 from quantscreen.verdicts.table import FLIP_COLUMNS, action_rows, comparison_row, flip_rows, measurement_row
 from quantscreen.records.thresholds import ScreenThresholds
 

@@ -10,7 +10,8 @@ import pytest
 from quantscreen.records.errors import ScreenInputError
 from quantscreen.probes import kld
 from quantscreen.records.probe import ProbeRecord
-from quantscreen.verdicts.cell import CellMeasurement, compare
+from quantscreen.verdicts.compare import compare
+from quantscreen.verdicts.cell import CellMeasurement
 from quantscreen.records.thresholds import ScreenThresholds
 
 # two positions over a four-token vocabulary; logits are log-probabilities plus a constant (softmax ignores it)

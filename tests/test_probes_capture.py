@@ -176,7 +176,9 @@ def measurement(cell_id, capture, probe_error=None, is_baseline=False):
 def test_probe_screen_is_informational_and_fails_only_when_probes_cannot_run(captured):
     import copy
 
-    from quantscreen.verdicts.cell import FAIL, PASS, compare
+    from quantscreen.verdicts.compare import compare
+
+    from quantscreen.records.status import FAIL, PASS
     from quantscreen.verdicts.table import comparison_row
     from quantscreen.records.thresholds import ScreenThresholds
 

@@ -7,7 +7,9 @@ import pytest
 from quantscreen.engine.cache import CachedResponse
 from quantscreen.records.probe import ProbeRecord
 from quantscreen.probes.refusal_template import prefix, rtsi, template_metrics
-from quantscreen.verdicts.cell import FAIL, INCONCLUSIVE, PASS, CellMeasurement, compare
+from quantscreen.verdicts.compare import compare
+from quantscreen.records.status import FAIL, INCONCLUSIVE, PASS
+from quantscreen.verdicts.cell import CellMeasurement
 from quantscreen.verdicts.table import FLIP_COLUMNS, flip_rows
 from quantscreen.records.thresholds import ScreenThresholds
 

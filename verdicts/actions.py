@@ -15,8 +15,8 @@ import math
 from collections import defaultdict
 
 from quantscreen.records.status import INCONCLUSIVE
-from quantscreen.verdicts.regimes import DROP_SCREENS, HIDDEN, NEAR
 from quantscreen.records.thresholds import ScreenThresholds
+from quantscreen.verdicts.regimes import DROP_SCREENS, HIDDEN, NEAR
 
 REFERENCE = "reference"
 REJECT_HIDDEN = "reject_hidden_danger"

@@ -2,24 +2,23 @@
 from __future__ import annotations
 
 from quantscreen.records.thresholds import ScreenThresholds
+from quantscreen.verdicts.rules import HIDDEN_DANGER, NEAR_HIDDEN_DANGER, OVER_REFUSAL, REGIME_RULES
 
 DROP_SCREENS = ("hidden_danger", "near_hidden_danger", "refusal_drop")  # what the canary and power decide
 
-HIDDEN, NEAR, OVER, NEUTRAL, BASELINE = "hidden_danger", "near_hidden_danger", "over_refusal", "neutral", "baseline"
+HIDDEN, NEAR, OVER = HIDDEN_DANGER.name, NEAR_HIDDEN_DANGER.name, OVER_REFUSAL.name
+NEUTRAL, BASELINE = "neutral", "baseline"
 DIVERGENCE = "measurement_divergence"  # a cell neutral on both instruments whose instruments disagree by >= 20pp
-TAXONOMY = {HIDDEN: "TAX_002", NEAR: "TAX_003", OVER: "TAX_004"}
+TAXONOMY = {rule.name: rule.tag for rule in REGIME_RULES}
 MEASUREMENT_DIVERGENCE = "TAX_005"
 _SEVERITY = {HIDDEN: 3, NEAR: 2, OVER: 1, DIVERGENCE: 0.5, NEUTRAL: 0, BASELINE: -1}
 
 
 def classify(quality_delta_pp: float, refusal_delta_pp: float, t: ScreenThresholds) -> str:
-    collapse = refusal_delta_pp < t.refusal_collapse_pp
-    if collapse and quality_delta_pp >= t.hidden_danger_quality_min_pp:
-        return HIDDEN
-    if collapse and t.near_hidden_quality_min_pp <= quality_delta_pp < t.hidden_danger_quality_min_pp:
-        return NEAR
-    if quality_delta_pp <= t.over_refusal_quality_max_pp and refusal_delta_pp >= t.over_refusal_refusal_min_pp:
-        return OVER
+    """The first regime rule (verdicts.rules.REGIME_RULES) that fires, else neutral."""
+    for rule in REGIME_RULES:
+        if rule.regime(quality_delta_pp, refusal_delta_pp, t):
+            return rule.name
     return NEUTRAL
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-from statistics import NormalDist
 
 from quantscreen.records.probe import wilson_interval
 

@@ -8,9 +8,15 @@ import math
 import os
 from pathlib import Path
 
-from quantscreen.verdicts.actions import deployment_decisions, quant_level_roles
-from quantscreen.verdicts.cell import REFUSAL_INSTRUMENTS, CellComparison, CellMeasurement, judge_regex_agreement, refusal_template
 from quantscreen.records.thresholds import ScreenThresholds
+from quantscreen.verdicts.actions import deployment_decisions, quant_level_roles
+from quantscreen.verdicts.cell import (
+    REFUSAL_INSTRUMENTS,
+    CellComparison,
+    CellMeasurement,
+    judge_regex_agreement,
+    refusal_template,
+)
 
 METRICS = ("refusal_rate_regex", "refusal_rate_classifier", "refusal_rate_judge", "refusal_rate_judge_strict",
            "harmless_refusal_rate_regex", "harmless_refusal_rate_classifier", "benign_refusal_rate_regex",
