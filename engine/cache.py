@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantscreen.records.atomic import write_atomic
 from quantscreen.records.digest import sha256_json
 from quantscreen.records.errors import ScreenInputError
 
@@ -86,9 +87,7 @@ class JsonlStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key_file = self.path.with_suffix(".key.json")
         if not key_file.exists():
-            tmp = key_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.key_parts, indent=2, sort_keys=True))
-            os.replace(tmp, key_file)
+            write_atomic(key_file, json.dumps(self.key_parts, indent=2, sort_keys=True))
         lines = []
         for rec in records:
             rec = {**rec, "key": self.key}

@@ -8,13 +8,12 @@ measurements behind each choice.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 
 from quantscreen.engine.cache import CachedResponse, ResponseStore
+from quantscreen.engine.progress import LineProgress
 from quantscreen.records.digest import sha256_bytes
 from quantscreen.records.errors import ModelRunError, ScreenInputError
-
 
 # What produces a batch's tokens (transformers), in the response cache key: batch shapes and row order change float
 # sums, so a change of algorithm starts new cache files instead of mixing outputs of two decoders.
@@ -97,7 +96,7 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
 
 def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress) -> None:
     n_missing = sum(len(b) for b in batches)
-    bar = (progress or TextProgress)(f"generating {label}", n_missing)
+    bar = (progress or LineProgress)(f"generating {label}", n_missing)
     try:
         if hasattr(model, "complete"):  # llama.cpp: one sequence at a time (BENCHMARKS.md: batching it gained
             for k, batch in enumerate(batches):  # nothing on CPU); a batch is the unit of caching
@@ -217,22 +216,6 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stops: 
         logits = model(input_ids=token[:, None], attention_mask=mask[:, :prompt_len + step + 1],
                        position_ids=position, use_cache=True, **{cache_arg: cache}).logits[:, -1, :]
     return out
-
-
-class TextProgress:
-    """Default progress: a tqdm bar on stderr (the pytest plugin passes one that writes past output capture)."""
-
-    def __init__(self, label: str, total: int):
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=total, desc=label, unit="prompt", file=sys.stderr,
-                         mininterval=2.0, dynamic_ncols=True, leave=False)
-
-    def update(self, n: int) -> None:
-        self._bar.update(n)
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 def _check_finite_logits(logits, label: str) -> None:

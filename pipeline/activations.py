@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantscreen.engine.cache import JsonlStore
-from quantscreen.records.errors import ScreenInputError
 from quantscreen.probes import first_token
 from quantscreen.probes.mechanistic import ProbeSettings, capture_layers, direction_layer, neuron_layers
+from quantscreen.records.errors import ScreenInputError
 
 CAPTURE_VERSION = "capture-v1"
 
@@ -122,7 +122,8 @@ def capture(load_model, load_tokenizer, prompts_by_role: dict, key_parts: dict, 
             cache_root, batch_size: int, device: str, system_prompt: str | None, label: str,
             progress=None) -> Capture:
     """The capture of every role's prompts; cached entries are reused and the model is loaded only if one is missing."""
-    from quantscreen.engine.generate import TextProgress, plan_batches, prompt_digests, render
+    from quantscreen.engine.generate import plan_batches, prompt_digests, render
+    from quantscreen.engine.progress import LineProgress
 
     found_by_role, stores, digests_by_role = {}, {}, {}
     for role, prompts in prompts_by_role.items():
@@ -141,7 +142,7 @@ def capture(load_model, load_tokenizer, prompts_by_role: dict, key_parts: dict, 
         meta = {"layers": layers, "n_layers": n_layers,
                 "direction_layer": direction_layer(n_layers, settings.direction_depth),
                 "neuron_layers": neuron_layers(n_layers, settings.neuron_depths, settings.neuron_layer_count)}
-        bar = (progress or TextProgress)(f"probing {label} (one forward pass per prompt)", missing)
+        bar = (progress or LineProgress)(f"probing {label} (one forward pass per prompt)", missing)
         try:
             for role, prompts in prompts_by_role.items():
                 done = found_by_role[role]

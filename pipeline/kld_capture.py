@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from quantscreen.engine.cache import JsonlStore
-from quantscreen.records.digest import sha256_bytes, sha256_file
-from quantscreen.records.errors import ScreenInputError
 from quantscreen.engine.sources import DataSource
 from quantscreen.probes.kld import KldSettings, TopK, compare, kld_records
+from quantscreen.records.digest import sha256_bytes, sha256_file
+from quantscreen.records.errors import ScreenInputError
 
 CAPTURE_VERSION = "kld-capture-v1"
 TEXT_FILE = Path(__file__).resolve().parent.parent / "promptsets" / "data" / "kld_text.txt"
@@ -109,13 +109,13 @@ def reduce_logits(logits, k: int | None = None, ids: np.ndarray | None = None) -
 def _run(load_model, load_tokenizer, store: KldStore, texts: list[str], found: dict, settings: KldSettings,
          device: str, label: str, progress, entry) -> int:
     """Forward every text missing from `found` and append `entry(i, token digest, logits chunks)` to the store."""
-    from quantscreen.engine.generate import TextProgress
+    from quantscreen.engine.progress import LineProgress
 
     missing = [i for i in range(len(texts)) if i not in found]
     if not missing:
         return 0
     model, tok = load_model(), load_tokenizer()
-    bar = (progress or TextProgress)(f"KLD text {label} (one forward pass per text)", len(missing))
+    bar = (progress or LineProgress)(f"KLD text {label} (one forward pass per text)", len(missing))
     try:
         for i in missing:
             ids = _token_ids(tok, texts[i], settings.max_tokens)

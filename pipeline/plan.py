@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from quantscreen.records.errors import ScreenInputError
-from quantscreen.records.config import JudgeSpec
+from quantscreen.records.config import JudgeSpec, Overrides
 from quantscreen.promptsets.labelled import LABELLED_SET_NAMES
 from quantscreen.records.schema import typed, validate, validate_flag
 from quantscreen.engine.sources import EMBEDDED, resolve_embedded
@@ -239,26 +239,26 @@ def _parse_kld(data, thresholds: ScreenThresholds, where: str) -> KldSettings:
     return kld
 
 
-def _parse_judge(data, base: Path, where: str, overrides: dict) -> JudgeSpec:
+def _parse_judge(data, base: Path, where: str, overrides: Overrides) -> JudgeSpec:
     """The `judge:` section (SPEC §2's second refusal instrument), then --judge / --judge-endpoint / --judge-checkpoint."""
     raw = data.get("judge") or {}
     jw = f"{where}.judge"
     checkpoint = _resolve_path(raw["checkpoint"], base) if "checkpoint" in raw else None
     endpoint = raw.get("endpoint")
-    if overrides.get("judge_checkpoint"):
-        checkpoint, endpoint = overrides["judge_checkpoint"], None
+    if overrides.judge_checkpoint:
+        checkpoint, endpoint = overrides.judge_checkpoint, None
         if checkpoint not in EMBEDDED:
             checkpoint = str(Path(checkpoint).expanduser().resolve())
-    if overrides.get("judge_endpoint"):
-        endpoint, checkpoint = overrides["judge_endpoint"], None
+    if overrides.judge_endpoint:
+        endpoint, checkpoint = overrides.judge_endpoint, None
     if endpoint and not endpoint.startswith(("http://", "https://")):
-        where_e = "--judge-endpoint" if overrides.get("judge_endpoint") else _at(jw, raw, "endpoint")
+        where_e = "--judge-endpoint" if overrides.judge_endpoint else _at(jw, raw, "endpoint")
         raise ScreenInputError(where_e, f"'{endpoint}' is not an http(s) URL",
                                "write the server's OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1")
     enabled = raw.get("enabled", JudgeSpec.enabled)
-    if overrides.get("judge") or overrides.get("judge_endpoint") or overrides.get("judge_checkpoint"):
+    if overrides.judge or overrides.judge_endpoint or overrides.judge_checkpoint:
         enabled = True
-    if overrides.get("no_judge"):
+    if overrides.no_judge:
         enabled = False
     if enabled and not (checkpoint or endpoint):
         raise ScreenInputError(_at(where, data, "judge"),
@@ -275,15 +275,17 @@ def _parse_judge(data, base: Path, where: str, overrides: dict) -> JudgeSpec:
                              "chat_template": _template_file(raw, base, "judge.chat_template"), "accuracy": accuracy})
 
 
-def _check_flags(overrides: dict) -> None:
+def _check_flags(overrides: Overrides) -> None:
     for key, (flag, path) in _FLAGS.items():
-        if overrides.get(key) is not None:
-            validate_flag(flag, path, overrides[key])
+        if overrides.value(key) is not None:
+            validate_flag(flag, path, overrides.value(key))
 
 
-def load_plan(models_file: Path, overrides: dict) -> Plan:
-    """Build the plan from models.yaml, then apply command-line overrides (checkpoint, baseline, decoding, prompts)."""
-    use_file = models_file.is_file() or not overrides.get("checkpoints")
+def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> Plan:
+    """Build the plan from models.yaml, then apply command-line overrides (checkpoint, baseline, decoding, prompts).
+    A dict of Overrides' fields is accepted from scripts and tests; an unknown key is a TypeError."""
+    overrides = overrides if isinstance(overrides, Overrides) else Overrides(**(overrides or {}))
+    use_file = models_file.is_file() or not overrides.checkpoints
     data = read_yaml(models_file) if use_file else {}
     _check_flags(overrides)
     where, base = models_file.name, models_file.parent.resolve()
@@ -293,57 +295,57 @@ def load_plan(models_file: Path, overrides: dict) -> Plan:
     probes = _parse_probes(data, where)
     kld = _parse_kld(data, thresholds, where)
     judge = _parse_judge(data, base, where, overrides)
-    if overrides.get("no_probes"):
+    if overrides.no_probes:
         probes = ProbeSettings(**{**probes.__dict__, "enabled": False})
-    if overrides.get("checkpoints"):
+    if overrides.checkpoints:
         models = (_cli_model(overrides),)
         origin = "--checkpoint/--baseline"
     else:
-        if overrides.get("baseline"):
+        if overrides.baseline:
             raise ScreenInputError("--baseline", "was given without --checkpoint", "add --checkpoint PATH (repeatable)")
         models = _parse_models(data, base, where)
         origin = str(models_file)
     for key in ("max_new_tokens", "batch_size", "dtype"):
-        if overrides.get(key) is not None:
-            decoding[key] = overrides[key]
+        if overrides.value(key) is not None:
+            decoding[key] = overrides.value(key)
     for role in _DEFAULT_SOURCES:
-        if overrides.get(f"{role}_file"):
-            prompts[role] = PromptSpec(role=role, source="file", file=str(Path(overrides[f"{role}_file"]).resolve()),
-                                       n=overrides.get(f"n_{role}"), seed=prompts[role].seed)
-        elif overrides.get(f"n_{role}") is not None:
-            prompts[role] = PromptSpec(**{**prompts[role].__dict__, "n": overrides[f"n_{role}"]})
-    if overrides.get("system_prompt") is not None or overrides.get("chat_template"):
+        if overrides.value(f"{role}_file"):
+            prompts[role] = PromptSpec(role=role, source="file", file=str(Path(overrides.value(f"{role}_file")).resolve()),
+                                       n=overrides.value(f"n_{role}"), seed=prompts[role].seed)
+        elif overrides.value(f"n_{role}") is not None:
+            prompts[role] = PromptSpec(**{**prompts[role].__dict__, "n": overrides.value(f"n_{role}")})
+    if overrides.system_prompt is not None or overrides.chat_template:
         template = None
-        if overrides.get("chat_template"):
-            tpath = Path(overrides["chat_template"])
+        if overrides.chat_template:
+            tpath = Path(overrides.chat_template)
             if not tpath.is_file():
                 raise ScreenInputError(tpath, "(--chat-template) does not exist", "point at a Jinja template file")
             template = tpath.read_text(encoding="utf-8")
-        sp = overrides.get("system_prompt")  # "" clears a configured system prompt
+        sp = overrides.system_prompt  # "" clears a configured system prompt
         models = tuple(ModelSpec(m.model_id, m.baseline, m.quants,
                                  system_prompt=m.system_prompt if sp is None else (sp or None),
                                  chat_template=template or m.chat_template, engine=m.engine) for m in models)
-    if overrides.get("engine"):
+    if overrides.engine:
         models = tuple(ModelSpec(m.model_id, m.baseline, m.quants, m.system_prompt, m.chat_template,
-                                 engine=overrides["engine"]) for m in models)
+                                 engine=overrides.engine) for m in models)
     return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, kld=kld, judge=judge,
                 **decoding)
 
 
-def _cli_model(overrides: dict) -> ModelSpec:
+def _cli_model(overrides: Overrides) -> ModelSpec:
     from quantscreen.engine.checkpoint import inspect_checkpoint
 
-    if not overrides.get("baseline"):
+    if not overrides.baseline:
         raise ScreenInputError("--checkpoint", "was given without --baseline", "add --baseline PATH (the reference checkpoint)")
-    embedded = resolve_embedded(overrides["baseline"], overrides.get("cache_dir"))
-    base = inspect_checkpoint(embedded.path if embedded else overrides["baseline"])
+    embedded = resolve_embedded(overrides.baseline, overrides.cache_dir)
+    base = inspect_checkpoint(embedded.path if embedded else overrides.baseline)
     quants, labels = [], set()
-    for raw in overrides["checkpoints"]:
+    for raw in overrides.checkpoints:
         info = inspect_checkpoint(raw)
         label = info.quant_label
         if label in labels:
             label = f"{label}-{Path(raw).name.split('.')[0]}"
         labels.add(label)
         quants.append(CheckpointSpec(quant=label, path=str(info.path)))
-    model_id = overrides.get("model_id") or base.display_name
+    model_id = overrides.model_id or base.display_name
     return ModelSpec(model_id=model_id, baseline=CheckpointSpec("baseline", path=str(base.path)), quants=tuple(quants))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -23,3 +24,36 @@ class JudgeSpec:
     @property
     def kind(self) -> str:
         return "endpoint" if self.endpoint else "local"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line settings that replace models.yaml's (quantscreen.fixtures.options builds it; None: not given).
+    Paths are already resolved against the folder the user ran pytest in."""
+    checkpoints: tuple[str, ...] = ()
+    baseline: str | None = None
+    model_id: str | None = None
+    max_new_tokens: int | None = None
+    batch_size: int | None = None
+    dtype: str | None = None
+    n_harmful: int | None = None
+    n_harmless: int | None = None
+    n_quality: int | None = None
+    n_benign: int | None = None
+    harmful_file: str | None = None
+    harmless_file: str | None = None
+    quality_file: str | None = None
+    benign_file: str | None = None
+    system_prompt: str | None = None  # "" clears a configured system prompt
+    chat_template: str | None = None  # a Jinja template file
+    cache_dir: Path | None = None
+    engine: str | None = None
+    no_probes: bool = False
+    judge: bool = False
+    no_judge: bool = False
+    judge_endpoint: str | None = None
+    judge_checkpoint: str | None = None
+
+    def value(self, name: str):
+        """A setting by name, for the settings addressed per prompt role (`n_harmful`, `harmful_file`, ...)."""
+        return getattr(self, name)

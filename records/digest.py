@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 _CHUNK = 1 << 22
+from quantscreen.records.atomic import write_atomic
 
 
 def sha256_file(path: Path) -> str:
@@ -52,7 +52,4 @@ class DigestMemo:
     def _save(self) -> None:
         if not self.memo_path:
             return
-        self.memo_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.memo_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._memo, indent=0, sort_keys=True))
-        os.replace(tmp, self.memo_path)
+        write_atomic(self.memo_path, json.dumps(self._memo, indent=0, sort_keys=True))

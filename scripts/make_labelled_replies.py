@@ -69,34 +69,15 @@ def choose_prompts() -> dict:
             for m, *_ in FAMILIES}
 
 
-class LineProgress:
-    """Progress lines on stdout (every 10 s), readable in a log file."""
-
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.done, self.start, self.last = label, total, 0, time.monotonic(), 0.0
-        print(f"  {label}: {total} prompts", flush=True)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= 10 or self.done == self.total:
-            self.last = now
-            print(f"  {self.label}: {self.done}/{self.total} ({now - self.start:.0f}s)", flush=True)
-
-    def close(self) -> None:
-        pass
-
-
 def generate(out: Path, only: str | None = None, threads: int = 1, only_cell: str | None = None) -> list[dict]:
     import importlib.metadata
 
-    from quantscreen.engine import loader
-
     from quantscreen import promptsets
-    from quantscreen.engine import sources
-    from quantscreen.pipeline.workspace import Workspace, choose_engine, engine_version, resolve_checkpoint
+    from quantscreen.engine import loader, sources
+    from quantscreen.engine.progress import LineProgress
     from quantscreen.pipeline.measure import measure
     from quantscreen.pipeline.plan import CheckpointSpec, ModelSpec, load_plan
+    from quantscreen.pipeline.workspace import Workspace, choose_engine, engine_version, resolve_checkpoint
 
     t0 = time.monotonic()
     # llama.cpp's threads (the screens use one per core): on a shared, oversubscribed CPU two threads that wait on

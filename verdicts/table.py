@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 
+from quantscreen.records.atomic import write_atomic
 from quantscreen.records.thresholds import ScreenThresholds
 from quantscreen.verdicts.actions import deployment_decisions, quant_level_roles
 from quantscreen.verdicts.cell import (
@@ -329,7 +329,4 @@ def write_csv(path: Path, columns, rows: list[dict]) -> None:
     writer.writerow(columns)
     for r in rows:
         writer.writerow([format_value(r.get(c)) for c in columns])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
