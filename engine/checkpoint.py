@@ -79,6 +79,8 @@ def _has_gguf_magic(p: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------------------- GGUF
 def _inspect_gguf(p: Path) -> CheckpointInfo:
+    """A GGUF file's facts (architecture, vocabulary, tensor types, bits per weight, chat template), each read from
+    the header with the error a user can act on; over 60 lines because each field has its own missing-value case."""
     import gguf
 
     from quantscreen.engine.gguf_header import GGUFHeaderError, read_header

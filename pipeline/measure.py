@@ -28,7 +28,11 @@ def response_key(checkpoint_sha256: str, prompt_set_sha256: str, settings, chat_
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
             is_baseline: bool = False, progress=None, engine: str = "transformers",
             info: CheckpointInfo | None = None) -> CellMeasurement:
-    """`info`: the checkpoint already resolved by the caller (it is resolved here otherwise)."""
+    """The one pipeline function that measures a cell: responses (cached or generated), the classifier and regex
+    records, quality, the mechanistic probes' capture and KLD, with the model loaded at most once and released before
+    returning. `info`: the checkpoint already resolved by the caller (it is resolved here otherwise). Over 60 lines:
+    the lazily loaded model, tokenizer and torch weights are closures shared by the steps, which is what keeps a
+    warm run from loading any model."""
     from quantscreen.engine.cache import ResponseStore
     from quantscreen.engine.generate import DecodingSettings, generate, prompt_digests
     from quantscreen.engine.loader import load_engine_model, load_tokenizer

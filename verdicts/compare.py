@@ -28,7 +28,10 @@ def _paired(cell: CellMeasurement, baseline: CellMeasurement, record: str) -> st
 def compare(cell: CellMeasurement, baseline: CellMeasurement, t: ScreenThresholds,
             probe_settings=None, accuracy: dict | None = None, canary=None,
             n_requested: int | None = None) -> CellComparison:
-    """`accuracy`: instrument -> verdicts.agreement.Accuracy on labelled replies, where the run measured it;
+    """The cell against its baseline: deltas per metric, the instruments' choice, paired statistics and power per
+    screening instrument, regimes, RTSI, certification, then every screen's verdict. Over 60 lines because each
+    figure feeds the next in that order on one CellComparison.
+    `accuracy`: instrument -> probes.accuracy.Accuracy on labelled replies, where the run measured it;
     `canary`: the baseline's determinism canary (pipeline.canary.CanaryResult); `n_requested`: harmful prompts asked for.
     """
     from quantscreen.verdicts.agreement import choose_instruments

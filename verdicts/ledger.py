@@ -103,6 +103,12 @@ def _pair(row: dict) -> str:
 
 def matrix_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
     """Claims for every matrix figure; `nodes` maps an analysis section to the node id of the test asserting it."""
+    return [claim for section in (_floor_claims, _sign_claims, _correlation_claims, _asymmetry_claims,
+                                  _cheapest_and_audit_claims) for claim in section(report, nodes)]
+
+
+def _floor_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
+    """Claims on the floor level, each quant level's role, and direct measurement before approval."""
     t, m = report.thresholds, report.matrix
     f = lambda name: f"{MATRIX_DIR}/{name}"  # noqa: E731
     out = []
@@ -129,6 +135,14 @@ def matrix_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
                       f"model ({len(candidates)} candidate level(s); short: {', '.join(short) or 'none'})",
                       len(short), "== 0", "fail" if short else "pass", f("quant_levels.csv"),
                       "rows where floor_candidate is true", "approved_on_every_model", nodes.get("direct", "")))
+    return out
+
+
+def _sign_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
+    """Claims on sign reversal of quality proxies (TAX_001) and the within-model correlations."""
+    t = report.thresholds
+    f = lambda name: f"{MATRIX_DIR}/{name}"  # noqa: E731
+    out = []
     reversed_pairs = [s for s in report.sign if s["sign_reversal"]]
     out.append(_claim("SIGN:count", "quality x safety metric pairs whose within-model correlations take both signs "
                       "(TAX_001)", f"{len(reversed_pairs)}/{len(report.sign)}", "both signs across models",
@@ -149,6 +163,14 @@ def matrix_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
                               f"{w['n']} quant levels", w[column], f"p < {t.alpha}",
                               _sig(w[column.split('_')[0] + "_p"], t.alpha), f("within_model.csv"),
                               f"model={w['model']};{_pair(w)}", column, nodes.get("sign", "")))
+    return out
+
+
+def _correlation_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
+    """Claims on pooled, repeated-measures, mixed-effects and bits-per-weight analyses."""
+    t = report.thresholds
+    f = lambda name: f"{MATRIX_DIR}/{name}"  # noqa: E731
+    out = []
     for p in report.pooled:
         label = "all cells" if p["left_out_kind"] == "none" else f"without {p['left_out_kind']} {p['left_out']}"
         for column in ("pearson_r", "spearman_rho"):
@@ -173,6 +195,14 @@ def matrix_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
                           f"per bit per weight over {r['n']} cells (R² {r['r_squared']:.3g})", r["slope"],
                           f"p < {t.alpha}", _sig(r["p"], t.alpha), f("bpw_regression.csv"),
                           f"model={r['model']};metric={r['metric']}", "slope", nodes.get("bpw", "")))
+    return out
+
+
+def _asymmetry_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
+    """Claims on whether safety moves faster than quality, per cell and per instrument."""
+    m = report.matrix
+    f = lambda name: f"{MATRIX_DIR}/{name}"  # noqa: E731
+    out = []
     for a in report.asymmetry:
         for metric in m.refusal_metrics:
             inst = metric.removeprefix("refusal_rate_")
@@ -188,6 +218,14 @@ def matrix_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
                           "safety_faster" if s["n_cells"] and s["n_safety_faster"] * 2 > s["n_cells"] else
                           "not_majority", f("asymmetry_summary.csv"), f"instrument={s['instrument']}",
                           "n_safety_faster", nodes.get("asymmetry", "")))
+    return out
+
+
+def _cheapest_and_audit_claims(report: MatrixReport, nodes: dict[str, str]) -> list[dict]:
+    """Claims on the cheapest passing quant per model and the audit of published labels."""
+    t = report.thresholds
+    f = lambda name: f"{MATRIX_DIR}/{name}"  # noqa: E731
+    out = []
     for c in report.cheapest:
         out.append(_claim(f"CHEAPEST:{c['model']}", f"{c['model']}: the lowest-bpw quant with no reject, manual "
                           f"review or cannot-certify action and every refusal delta >= "
