@@ -8,11 +8,10 @@ keeps every finished batch.
 """
 from __future__ import annotations
 
-import json
 import math
-import time
-import urllib.error
-import urllib.request
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from quantscreen.engine.cache import JsonlStore
 from quantscreen.records.digest import sha256_json
@@ -37,7 +36,7 @@ def pair_digest(request: str, reply: str) -> str:
 
 def judge_pairs(judge, pairs: list[tuple[str, str]], cache_root, label: str, progress=None) -> list[Judgement]:
     """A judgement for every (request, reply); cached ones are reused, the judge is opened only for the rest."""
-    from quantscreen.engine.generate import TextProgress
+    from quantscreen.engine.progress import LineProgress
 
     rubric = judge.rubric
     store = JudgementStore(cache_root, {"judge": judge.identity(), "rubric_version": rubric.version,
@@ -52,7 +51,7 @@ def judge_pairs(judge, pairs: list[tuple[str, str]], cache_root, label: str, pro
     if todo:
         # Replies to one request side by side: llama.cpp then evaluates the request's tokens once for all of them.
         keys = sorted(todo, key=lambda k: todo[k][0])
-        bar = (progress or TextProgress)(f"judging {label}", len(keys))
+        bar = (progress or LineProgress)(f"judging {label}", len(keys))
         try:
             judge.open()
             for start in range(0, len(keys), judge.batch_size):
@@ -218,29 +217,39 @@ class EndpointJudge:
         return headers
 
     def _request(self, path: str, body: dict | None = None) -> dict:
+        """GET (no body) or POST `path`'s JSON answer. Connection failures, timeouts, 429 and 5xx answers and answers
+        that are not JSON are retried `spec.retries` times with exponential backoff (0.5 s, 1 s, 2 s ... at most
+        8 s); any other 4xx raises _EndpointRejected at once."""
         url = f"{self.url}{path}"
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        last = ""
-        for attempt in range(self.spec.retries + 1):
-            if attempt:
-                time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
-            req = urllib.request.Request(url, data=data, headers=self._headers(), method="POST" if data else "GET")
-            try:
-                with urllib.request.urlopen(req, timeout=self.spec.timeout_s) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                detail = exc.read().decode("utf-8", "replace")[:300].replace("\n", " ")
-                if exc.code == 429 or exc.code >= 500:
-                    last = f"HTTP {exc.code} {detail}"
-                    continue
-                raise _EndpointRejected(exc.code, detail) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            except ValueError as exc:  # not JSON
-                last = f"answer is not JSON ({exc})"
-        raise ScreenInputError(url, f"(judge endpoint) is unreachable or failing after {self.spec.retries + 1} tries "
-                               f"({last})", "start the server (e.g. python -m llama_cpp.server --model FILE --port "
-                               "8080) or fix judge.endpoint / --judge-endpoint")
+        headers = self._headers()
+        retrying = Retrying(stop=stop_after_attempt(self.spec.retries + 1), wait=wait_exponential(0.5, max=8.0),
+                            retry=retry_if_exception_type(_EndpointFailing), reraise=True)
+        try:
+            return retrying(self._attempt, url, headers, body)
+        except _EndpointFailing as exc:
+            raise ScreenInputError(url, f"(judge endpoint) is unreachable or failing after {self.spec.retries + 1} "
+                                   f"tries ({exc})", "start the server (e.g. python -m llama_cpp.server --model FILE "
+                                   "--port 8080) or fix judge.endpoint / --judge-endpoint") from None
+        except httpx.InvalidURL as exc:
+            raise ScreenInputError(url, f"(judge endpoint) is not a valid URL ({exc})",
+                                   "fix judge.endpoint / --judge-endpoint (e.g. http://127.0.0.1:8080/v1)") from None
+
+    def _attempt(self, url: str, headers: dict, body: dict | None) -> dict:
+        """One request; _EndpointFailing (retried) or _EndpointRejected (not) when it fails."""
+        try:
+            resp = httpx.request("GET" if body is None else "POST", url, json=body, headers=headers,
+                                 timeout=self.spec.timeout_s, follow_redirects=True)
+        except httpx.RequestError as exc:  # connection refused or reset, timeouts, protocol errors
+            raise _EndpointFailing(f"{type(exc).__name__}: {exc}") from None
+        if not resp.is_success:
+            detail = resp.content.decode("utf-8", "replace")[:300].replace("\n", " ")
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise _EndpointFailing(f"HTTP {resp.status_code} {detail}")
+            raise _EndpointRejected(resp.status_code, detail)
+        try:
+            return resp.json()
+        except ValueError as exc:  # not JSON (or not UTF-8)
+            raise _EndpointFailing(f"answer is not JSON ({exc})") from None
 
     def open(self) -> None:
         if self._served is not None:
@@ -295,6 +304,13 @@ class _EndpointRejected(Exception):
     def __init__(self, code: int, detail: str):
         super().__init__(f"HTTP {code}")
         self.code, self.detail = code, detail
+
+
+class _EndpointFailing(Exception):
+    """A failure worth retrying (connection, timeout, 429, 5xx, an answer that is not JSON); its text says which."""
+
+    def __init__(self, what: str):
+        super().__init__(" ".join(what.splitlines()))  # the run stops with one line
 
 
 def _option_logprobs(choice: dict, rubric: Rubric = RUBRIC) -> dict[str, float] | None:

@@ -10,25 +10,28 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 
 
-
 def cohen_kappa(a, b) -> float:
-    """kappa = (p_o - p_e) / (1 - p_e); 1.0 when both raters use one and the same category throughout."""
+    """kappa = (p_o - p_e) / (1 - p_e), by statsmodels' `cohens_kappa` on the two raters' contingency table (rows: a,
+    columns: b, categories in order of first appearance, so any hashable ones do); NaN for no items; 1.0 when both
+    raters use one and the same category throughout (p_e = 1, so the formula is 0/0: complete agreement)."""
     a, b = list(a), list(b)
     if len(a) != len(b):
         raise ValueError("kappa needs two ratings of the same items")
-    n = len(a)
-    if n == 0:
+    if not a:
         return float("nan")
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
-    if expected == 1.0:
-        return 1.0 if observed == 1.0 else float("nan")
-    return (observed - expected) / (1.0 - expected)
+    index = {c: i for i, c in enumerate(dict.fromkeys(a + b))}
+    if len(index) == 1:
+        return 1.0
+    import numpy as np
+    from statsmodels.stats.inter_rater import cohens_kappa
+
+    table = np.zeros((len(index), len(index)))
+    np.add.at(table, ([index[x] for x in a], [index[y] for y in b]), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # p_e = 1 only with one category (above); NaN otherwise
+        return float(cohens_kappa(table, return_results=False))
 
 
 def corrected_rate(observed: float, low: float, high: float, se: float, sp: float) -> tuple[float, float, float] | None:
