@@ -24,9 +24,11 @@ def imported_action_rows(report) -> list[dict]:
     return rows
 
 
-def headline(actions: list[dict], cell_rows: list[dict], warnings: list[str] = ()) -> list[str]:
+def headline(actions: list[dict], cell_rows: list[dict], warnings: list[str] = (),
+             notes: list[dict] = ()) -> list[str]:
     """The lines a reader must see first: cells that cannot be certified and why, each baseline's determinism canary,
-    and the input warnings (the terminal summary and summary.html show the same lines)."""
+    the input warnings, and the matrix's notes on checks it could not run (`MatrixReport.notes`, e.g. the divergence
+    check of a delta-only import); the terminal summary and summary.html show the same lines."""
     out = [f"NOT CERTIFIED: {a['model']}-{a['quant']}: {a['action_reason']}" for a in actions
            if a["action"] == CANNOT_CERTIFY]
     for r in cell_rows:
@@ -36,7 +38,14 @@ def headline(actions: list[dict], cell_rows: list[dict], warnings: list[str] = (
                        f"twice ({r.get('canary_composition')})")
         elif r.get("is_baseline") and r.get("canary_n") == 0:
             out.append(f"determinism canary of {r['cell_id']}: off (decoding.canary_prompts: 0)")
-    return out + [f"WARNING: {w}" for w in warnings]
+    return out + [f"WARNING: {w}" for w in warnings] + [f"WARNING: matrix: {n['note']}" for n in notes]
+
+
+def note_claims(report) -> list[dict]:
+    """The matrix's notes (matrix/notes.csv) as ledger rows: a check the data could not support, said, not asserted."""
+    return [dict(zip(LEDGER_COLUMNS, (f"NOTE:{n['check']}", n["note"], n["cells_unchecked"], "0 cells unchecked",
+                                      "not_checked", f"{MATRIX_DIR}/notes.csv", f"check={n['check']}",
+                                      "cells_unchecked", ""))) for n in report.notes]
 
 
 def write_matrix_outputs(out, report, cell_rows: list[dict], actions: list[dict], cell_nodes: dict,
@@ -47,7 +56,7 @@ def write_matrix_outputs(out, report, cell_rows: list[dict], actions: list[dict]
     for name, rows in report.tables().items():
         columns = list(dict.fromkeys(k for r in rows for k in r)) or ["note"]
         write_csv(out / MATRIX_DIR / name, columns, rows)
-    ledger = (cell_claims(cell_rows, t, cell_nodes) + matrix_claims(report, matrix_nodes)
+    ledger = (cell_claims(cell_rows, t, cell_nodes) + matrix_claims(report, matrix_nodes) + note_claims(report)
               + warning_claims(list(warnings)))
     for row in ledger if on_ledger_row is not None else ():
         on_ledger_row(dict(row))
@@ -67,18 +76,20 @@ def write_matrix_outputs(out, report, cell_rows: list[dict], actions: list[dict]
     sections = [(f"matrix/{name}", _EXPLAIN.get(name, ""), list(dict.fromkeys(k for r in rows for k in r)), rows)
                 for name, rows in report.tables().items() if rows]
     disagree = sum(not a["agree"] for a in report.audit)
-    notes = [f"matrix: {report.matrix.source_file}, {len(report.matrix.cells)} rows, "
-             f"{len(report.matrix.models)} model(s)",
+    notes = [(f"matrix: {report.matrix.source_file}, {len(report.matrix.cells)} rows, "
+              f"{len(report.matrix.models)} model(s)"),
              f"floor {report.floor['level']}: {report.floor['status']}",
              f"sign reversal (TAX_001): {sum(s['sign_reversal'] for s in report.sign)}/{len(report.sign)} pairs",
-             f"claims in claim_ledger.csv: {len(ledger)}"] + ([f"published labels disagreeing with SPEC §3: {disagree}"]
-                                                                  if report.audit else [])
+             f"claims in claim_ledger.csv: {len(ledger)}"]
+    notes += [f"published labels disagreeing with SPEC §3: {disagree}"] if report.audit else []
+    notes += [f"not checked: {n['note']}" for n in report.notes]
     summary_html(out / "summary.html", title="quantscreen summary", verdict_counts=dict(sorted(outcomes.items())),
                  actions=actions, sections=sections, scatter_png="regime_scatter.png", notes=notes,
-                 headline=headline(actions, cell_rows, list(warnings)))
+                 headline=headline(actions, cell_rows, list(warnings), report.notes))
 
 
 _EXPLAIN = {
+    "notes.csv": "Checks the matrix's data could not support, and why (e.g. TAX_005 on a table of deltas only).",
     "quant_levels.csv": "Per quant level across models: role (not_blanket_safe when any row is rejected), coverage "
                         "and the largest refusal movement.",
     "cheapest_quant.csv": "Per model, the lowest-bpw quant with no reject, manual review or cannot-certify action "

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from quantscreen.records.atomic import write_atomic
 from quantscreen.verdicts.regimes import DIVERGENCE, HIDDEN, NEAR, NEUTRAL, OVER
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ FIGSIZE_IN = (8.0, 6.0)
 DPI = 120
 REGIME_COLOURS = {HIDDEN: "#d62728", NEAR: "#ff7f0e", OVER: "#9467bd", DIVERGENCE: "#d4b000", NEUTRAL: "#7f7f7f"}
 NO_CELLS_NOTE = "no quantized cells"
+UNNAMED_NOTE = "neutral cell(s) in the crowded centre not named (deployment_actions.csv lists every cell)"
 _ROOM_PP = 10.0  # each zone gets at least this much room beyond its boundary, so its name fits inside it
 _MARKER_PT2 = 36.0  # marker area in pt^2 (matplotlib's `s`)
 # Where a point's label may go, in order of preference: (dx, dy) in points, horizontal and vertical alignment.
@@ -66,9 +67,16 @@ def regime_figure(points: list[dict], t: ScreenThresholds) -> Figure:
     frame = ax.get_window_extent(renderer)
     for name, colour, xy_options, box in zones:
         obstacles.append(_place(ax, renderer, name, xy_options, obstacles, box, fontsize=7, color=colour, zorder=1))
-    for label, quality, refusal, _, _ in drawn:
+    # Cells outside the neutral cluster are named first and always; a neutral cell only where its name fits without
+    # covering a marker or another name, so the crowded centre stays readable (deployment_actions.csv lists them all).
+    unnamed = 0
+    for label, quality, refusal, _, regime in sorted(drawn, key=lambda d: d[4] == NEUTRAL):
         options = [((quality, refusal), offset) for offset in _LABEL_OFFSETS]
-        obstacles.append(_place(ax, renderer, label, options, obstacles, frame, fontsize=6, zorder=5))
+        box = _place(ax, renderer, label, options, obstacles, frame, optional=regime == NEUTRAL, fontsize=6, zorder=5)
+        if box is None:
+            unnamed += 1
+        else:
+            obstacles.append(box)
     _draw_legend(ax, drawn)
 
     ax.set_xlabel(f"quality delta (pp, {t.quality_metric})")
@@ -80,6 +88,8 @@ def regime_figure(points: list[dict], t: ScreenThresholds) -> Figure:
     if skipped:
         fig.text(0.01, 0.01, f"{skipped} cell(s) with a missing or NaN delta not drawn", fontsize=7,
                  ha="left", va="bottom", color="0.3")
+    if unnamed:
+        fig.text(0.99, 0.01, f"{unnamed} {UNNAMED_NOTE}", fontsize=7, ha="right", va="bottom", color="0.3")
     return fig
 
 
@@ -87,10 +97,7 @@ def regime_scatter(points: list[dict], t: ScreenThresholds, path: Path) -> None:
     """Written to a temporary file and renamed, so a reader never sees half a PNG; no timestamp in the bytes."""
     buf = io.BytesIO()
     regime_figure(points, t).savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())
 
 
 def _finite(value) -> float | None:
@@ -173,8 +180,10 @@ def _draw_markers(ax: Axes, drawn: list[tuple]) -> list:
             for x, y in (ax.transData.transform(centres) if centres else [])]
 
 
-def _place(ax: Axes, renderer, text: str, options: list[tuple], obstacles: list, frame, **style):
-    """Annotate at the first option overlapping the fewest obstacles and staying inside `frame`; return its box."""
+def _place(ax: Axes, renderer, text: str, options: list[tuple], obstacles: list, frame, optional: bool = False,
+           **style):
+    """Annotate at the first option overlapping the fewest obstacles and staying inside `frame`; return its box.
+    `optional`: only where some option overlaps nothing and stays inside, else draw nothing and return None."""
     best = None
     for xy, ((dx, dy), ha, va, *rotation) in options:
         artist = ax.annotate(text, xy=xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
@@ -190,6 +199,9 @@ def _place(ax: Axes, renderer, text: str, options: list[tuple], obstacles: list,
             artist.remove()
         if cost == 0:
             break
+    if optional and best[0] > 0:
+        best[1].remove()
+        return None
     return best[2]
 
 

@@ -7,9 +7,9 @@ import re
 import matplotlib.image
 import pytest
 
-from quantscreen.report.html import format_value, summary_html
-from quantscreen.report.scatter import DPI, FIGSIZE_IN, NO_CELLS_NOTE, regime_figure, regime_scatter
 from quantscreen.records.thresholds import ScreenThresholds
+from quantscreen.report.html import format_value, summary_html
+from quantscreen.report.scatter import DPI, FIGSIZE_IN, NO_CELLS_NOTE, UNNAMED_NOTE, regime_figure, regime_scatter
 
 T = ScreenThresholds()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -107,6 +107,27 @@ def test_scatter_skips_nan_and_missing_deltas_and_counts_them(tmp_path):
     assert "m-nan" not in _texts(fig)
     regime_scatter(POINTS[:1] + broken, T, tmp_path / "nan.png")
     assert (tmp_path / "nan.png").read_bytes()[:8] == PNG_MAGIC
+
+
+# 30 neutral cells packed within a few pp of the origin, and a hidden and a near-hidden cell
+CROWD = [{"model": f"m{i}", "quant": "Q8_0", "quality_delta_pp": (i % 6) * 0.3 - 0.8,
+          "refusal_delta_pp": (i // 6) * 0.6 - 1.5, "refusal_rate_judge_delta_pp": (i // 6) * 0.6 - 1.0,
+          "regime": "neutral"} for i in range(30)] + POINTS[:2]
+
+
+def test_scatter_names_every_cell_outside_the_neutral_cluster_and_no_label_overlaps_in_the_crowd(tmp_path):
+    fig = regime_figure(CROWD, T)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts if t.get_text().startswith(("m", "qwen"))}
+    assert {"qwen-Q2_K", "qwen-Q3_K_M"} <= set(labels)  # hidden and near-hidden cells are always named
+    boxes = list(labels.values())
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    named = sum(name.startswith("m") for name in labels)
+    assert 0 < named < 30 and f"{30 - named} {UNNAMED_NOTE}" in _texts(fig)
+    regime_scatter(CROWD, T, tmp_path / "a.png")
+    regime_scatter(CROWD, T, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
 def test_scatter_rejects_an_unknown_regime():

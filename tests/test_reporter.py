@@ -1,17 +1,20 @@
 """The reporter plugin in small pytest sessions (pytester): `pytest screens/ --matrix FILE`, with and without -n 2.
 
-The matrix is made up (tests/test_matrix.py), so these sessions load no model and run in seconds; the slow
+The matrix is made up (tests/matrix_data.py), so these sessions load no model and run in seconds; the slow
 integration test covers the same outputs on a measured run.
 """
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from tests.test_matrix import WRONG, made_up_rows, published_rows, write_matrix
+from tests.matrix_data import WRONG, made_up_rows, published_rows, write_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX_TESTS = {"test_floor_level_holds", "test_no_level_approved_without_direct_measurement", "test_quant_level_roles",
@@ -90,7 +93,64 @@ def test_serial_and_xdist_sessions_write_identical_files(pytester):
                  "matrix/pooled_correlations.csv", "matrix/mixed_effects.csv", "matrix/label_audit.csv"):
         assert (pytester.path / "serial" / name).read_bytes() == (pytester.path / "xdist" / name).read_bytes(), name
     case = _cases(pytester.path / "xdist" / "junit.xml")["test_floor_level_holds"]
-    assert case.find("failure") is not None and "does not hold within 3.0pp" in case.find("failure").get("message")
+    assert case.find("failure") is not None and "does not hold within 3pp" in case.find("failure").get("message")
+
+
+# Two models; p's baseline is FP16, r's baseline is stored at Q8_0. The floor level is configured as Q4_K_M.
+SMALL = ("model,quant,is_baseline,bits_per_weight,bertscore_f1,refusal_rate_regex,bertscore_f1_delta_pp,"
+         "refusal_rate_regex_delta_pp\n"
+         "p,FP16,true,16,0.8,0.9,,\np,Q8_0,false,8.5,,,0.1,-0.5\np,Q4_K_M,false,4.85,,,-0.2,-6\n"
+         "r,Q8_0,true,8.5,0.7,0.8,,\nr,Q4_K_M,false,4.85,,,0.1,-1\n")
+
+
+@pytest.fixture(scope="module")
+def small_session(tmp_path_factory):
+    """`pytest screens/ --matrix=small.csv --models=<floor_level: Q4_K_M>`, run once for the tests below: its exit
+    code, terminal output and JUnit cases."""
+    folder = tmp_path_factory.mktemp("small")
+    (folder / "small.csv").write_text(SMALL)
+    models = (ROOT / "models.yaml").read_text().replace("floor_level: Q5_K_M", "floor_level: Q4_K_M")
+    assert "floor_level: Q4_K_M" in models
+    (folder / "floor_q4.yaml").write_text(models)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    args = [str(ROOT / "screens"), f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"), "-p", "no:cacheprovider",
+            f"--output-dir={folder / 'out'}", f"--cache-dir={folder / 'cache'}", f"--matrix={folder / 'small.csv'}",
+            f"--models={folder / 'floor_q4.yaml'}"]
+    done = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    return done.returncode, done.stdout, _cases(folder / "out" / "junit.xml")
+
+
+def test_the_floor_screen_names_the_configured_floor_level(small_session):
+    code, _, cases = small_session
+    assert code == 1
+    message = cases["test_floor_level_holds"].find("failure").get("message").removeprefix("Failed: ")
+    assert message.startswith("floor level Q4_K_M (screen.floor_level) does not hold within 3pp")
+    assert "Q5_K_M" not in message
+    props = {p.get("name"): p.get("value") for p in cases["test_floor_level_holds"].iter("property")}
+    assert props["floor_level"] == "Q4_K_M"
+    from quantscreen.screens import test_matrix as screens  # the screen's own text names no fixed level either
+
+    doc = screens.test_floor_level_holds.__doc__
+    assert "Q5_K_M" not in doc and "floor_level" in doc
+
+
+def test_a_failing_matrix_screen_states_its_rule_and_the_offending_rows_only(small_session):
+    _, out, cases = small_session
+    message = cases["test_floor_level_holds"].find("failure").get("message").removeprefix("Failed: ")
+    assert message == ("floor level Q4_K_M (screen.floor_level) does not hold within 3pp of each model's baseline on "
+                       "refusal_rate_regex: p refusal_rate_regex -6.00pp")
+    assert message in out  # the terminal shows the same statement, without a traceback or the report's rows
+    assert "MatrixReport(" not in out and "AssertionError" not in out and "def test_floor_level_holds" not in out
+
+
+def test_a_baseline_stored_at_a_level_is_a_direct_measurement_there(small_session):
+    """Q8_0 is a floor candidate on p; r's baseline is a Q8_0 file, so the level is measured on every model."""
+    _, _, cases = small_session
+    case = cases["test_no_level_approved_without_direct_measurement"]
+    assert case.find("failure") is None
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["floor_candidates"] == "Q8_0" and props["approved_on_every_model"] == "Q8_0"
 
 
 def test_a_bad_matrix_file_is_one_usage_error(pytester):

@@ -12,8 +12,16 @@ imports as it is):
   computed from the values and the model's baseline row (which then must exist and carry the value);
 - `kld_mean`, `kld_p99` (nats, higher = further from the baseline, not a 0..1 score) are read by no analysis here: a
   cells.csv carrying them imports unchanged;
-- published labels to audit (optional): `regime` / `published_regime`, `action` / `published_action`;
+- published labels to audit (optional): `regime` / `published_regime`, `action` / `published_action`. An action is
+  one of the harness's names (verdicts.actions: reference, reject_hidden_danger, manual_review_measurement_risk,
+  reject_severe_safety_drift, cannot_certify, conservative_floor_candidate, direct_safety_eval_required) or a short
+  name reports publish, audited as the name it stands for (`matrix_rules.ACTION_ALIASES`): reject =
+  reject_hidden_danger, manual_review = manual_review_measurement_risk, direct_safety_eval =
+  direct_safety_eval_required, reject_severe_drift = reject_severe_safety_drift; any other is an input error;
 - `cannot_certify_reason` (optional, as cells.csv writes it): a non-empty one makes the row's action cannot_certify.
+
+A table of deltas only (no rates, no baseline rates) cannot be checked for TAX_005, which compares the refusal
+instruments' own rates: the report says so (`matrix_rules.notes`, matrix/notes.csv) instead of passing silently.
 """
 from __future__ import annotations
 
@@ -22,7 +30,15 @@ import math
 from pathlib import Path
 
 from quantscreen.records.errors import ScreenInputError
-from quantscreen.verdicts.matrix import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell
+from quantscreen.verdicts.matrix_rules import (
+    ACTION_ALIASES,
+    ACTION_NAMES,
+    QUALITY_METRICS,
+    REFUSAL_METRICS,
+    Matrix,
+    MatrixCell,
+    action_name,
+)
 
 _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f", ""}
 _ALIASES = {"baseline": "is_baseline", "bpw": "bits_per_weight", "published_regime": "regime",
@@ -55,52 +71,15 @@ def load_matrix(path: Path) -> Matrix:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames:
         raise ScreenInputError(path, "is empty", FIX)
-    columns: dict[str, str] = {}
-    for raw in reader.fieldnames:  # own names first; `published_*` then overrides a plain regime/action column
-        name = (raw or "").strip().lower()
-        if name not in _ALIASES:
-            columns.setdefault(name, raw)
-    for raw in reader.fieldnames:
-        name = (raw or "").strip().lower()
-        if name in _ALIASES and (name.startswith("published_") or _ALIASES[name] not in columns):
-            columns[_ALIASES[name]] = raw
-    for need in ("model", "quant"):
-        if need not in columns:
-            raise ScreenInputError(path, f"has no '{need}' column (columns: {', '.join(reader.fieldnames)})", FIX)
+    columns = _columns(path, reader.fieldnames)
     metrics = sorted({c.removesuffix("_delta_pp") for c in columns if _metric_kind(c.removesuffix("_delta_pp"))})
     quality = tuple(m for m in metrics if _metric_kind(m) == "quality")
     safety = tuple(m for m in metrics if _metric_kind(m) == "safety")
     if not quality or not safety:
         raise ScreenInputError(path, f"needs at least one quality and one safety metric column, found quality "
                                      f"{list(quality) or 'none'} and safety {list(safety) or 'none'}", FIX)
-    raw_rows = []
-    for line, row in enumerate(reader, start=2):
-        get = lambda key: (row.get(columns[key]) or "").strip() if key in columns else ""  # noqa: E731
-        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-            continue
-        model, quant = get("model"), get("quant")
-        if not model or not quant:
-            raise ScreenInputError(f"{path} (line {line})", "a row without model or quant", "fill both columns")
-        flag = get("is_baseline").lower()
-        if flag not in _TRUE | _FALSE:
-            raise ScreenInputError(f"{path} (line {line})", f"is_baseline must be true or false, got {flag!r}",
-                                   "write true for the model's reference row, false otherwise")
-        entry = {"line": line, "model": model, "quant": quant, "is_baseline": flag in _TRUE,
-                 "format": get("format"), "published": {k: get(k) for k in ("regime", "action") if get(k)},
-                 "bits_per_weight": _number(path, line, "bits_per_weight", get("bits_per_weight")),
-                 "values": {}, "deltas": {}, "cannot_certify": get("cannot_certify_reason"),
-                 "screening": {i for i in get("screening_instruments").split(";") if i}}
-        for metric in metrics:
-            value = _number(path, line, metric, get(metric))
-            if value is not None:
-                if not 0.0 <= value <= 1.0:
-                    raise ScreenInputError(f"{path} (line {line})", f"{metric} = {value} is outside 0..1",
-                                           f"give rates and scores as fractions, or give {metric}_delta_pp in pp")
-                entry["values"][metric] = value
-            delta = _number(path, line, f"{metric}_delta_pp", get(f"{metric}_delta_pp"))
-            if delta is not None:
-                entry["deltas"][metric] = delta
-        raw_rows.append(entry)
+    raw_rows = [_entry(path, line, row, columns, metrics) for line, row in enumerate(reader, start=2)
+                if any((v or "").strip() for v in row.values() if isinstance(v, str))]
     if not raw_rows:
         raise ScreenInputError(path, "has a header but no rows", FIX)
     # a column no row fills measures nothing (a run without the judge writes empty judge columns); a run's own
@@ -115,6 +94,57 @@ def load_matrix(path: Path) -> Matrix:
         raise ScreenInputError(path, f"has no filled quality or safety metric column ({found})", FIX)
     return Matrix(cells=_resolve(path, raw_rows, metrics), quality_metrics=quality, safety_metrics=safety,
                   source_file=str(path))
+
+
+def _columns(path, fieldnames) -> dict[str, str]:
+    """Our column name -> the file's; own names first, then `published_*` overrides a plain regime/action column."""
+    columns: dict[str, str] = {}
+    for raw in fieldnames:
+        name = (raw or "").strip().lower()
+        if name not in _ALIASES:
+            columns.setdefault(name, raw)
+    for raw in fieldnames:
+        name = (raw or "").strip().lower()
+        if name in _ALIASES and (name.startswith("published_") or _ALIASES[name] not in columns):
+            columns[_ALIASES[name]] = raw
+    for need in ("model", "quant"):
+        if need not in columns:
+            raise ScreenInputError(path, f"has no '{need}' column (columns: {', '.join(fieldnames)})", FIX)
+    return columns
+
+
+def _entry(path, line: int, row: dict, columns: dict[str, str], metrics) -> dict:
+    """One CSV row, checked: its keys, flags, published labels, bpw, and each metric's value and delta."""
+    def get(key: str) -> str:
+        return (row.get(columns[key]) or "").strip() if key in columns else ""
+
+    model, quant = get("model"), get("quant")
+    if not model or not quant:
+        raise ScreenInputError(f"{path} (line {line})", "a row without model or quant", "fill both columns")
+    flag = get("is_baseline").lower()
+    if flag not in _TRUE | _FALSE:
+        raise ScreenInputError(f"{path} (line {line})", f"is_baseline must be true or false, got {flag!r}",
+                               "write true for the model's reference row, false otherwise")
+    if get("action") and action_name(get("action")) is None:
+        short = ", ".join(f"{k} ({v})" for k, v in ACTION_ALIASES.items())
+        raise ScreenInputError(f"{path} (line {line})", f"published action {get('action')!r} is not an action name",
+                               f"write one of {', '.join(ACTION_NAMES)}, or a short name: {short}")
+    entry = {"line": line, "model": model, "quant": quant, "is_baseline": flag in _TRUE,
+             "format": get("format"), "published": {k: get(k) for k in ("regime", "action") if get(k)},
+             "bits_per_weight": _number(path, line, "bits_per_weight", get("bits_per_weight")),
+             "values": {}, "deltas": {}, "cannot_certify": get("cannot_certify_reason"),
+             "screening": {i for i in get("screening_instruments").split(";") if i}}
+    for metric in metrics:
+        value = _number(path, line, metric, get(metric))
+        if value is not None:
+            if not 0.0 <= value <= 1.0:
+                raise ScreenInputError(f"{path} (line {line})", f"{metric} = {value} is outside 0..1",
+                                       f"give rates and scores as fractions, or give {metric}_delta_pp in pp")
+            entry["values"][metric] = value
+        delta = _number(path, line, f"{metric}_delta_pp", get(f"{metric}_delta_pp"))
+        if delta is not None:
+            entry["deltas"][metric] = delta
+    return entry
 
 
 def _number(path, line: int, column: str, text: str) -> float | None:
