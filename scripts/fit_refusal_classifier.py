@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from quantscreen.probes import refusal_classifier as rc  # noqa: E402
+from quantscreen.records.atomic import write_atomic
 
 SEED = 0
 FOLDS = 5
@@ -329,9 +330,7 @@ def main(argv=None) -> int:
                             [tab.replies[i] for i in everyone])
     head["training_pair_digests"] = head.pop("training_pair_digests")  # the long list last, for readers of the file
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(head, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, args.out)
+    write_atomic(args.out, json.dumps(head, indent=1) + "\n")
 
     print(f"{rc.CLASSIFIER_VERSION}: recipe {'+'.join(RECIPE)}, C={c}, threshold {threshold}, "
           f"{len(head['training_pair_digests'])} distinct training pairs (augmentation {head['augmentation']})")

@@ -61,7 +61,7 @@ def test_an_uncertified_cell_keeps_its_level_from_being_a_floor_candidate_elsewh
 
 
 def _pair(base_labels, cell_labels, same_sha=False):
-    from tests.test_judge import measured
+    from tests.test_two_instruments import measured
 
     base = measured("b", base_labels, None, baseline=True)
     cell = measured("m-q", cell_labels, None)

@@ -55,7 +55,7 @@ def test_at_risk_flip_rates_with_wilson_intervals():
 
 
 def test_a_canary_flip_makes_the_drop_screens_inconclusive_and_blocks_certification():
-    from tests.test_judge import measured
+    from tests.test_two_instruments import measured
     from quantscreen.verdicts.compare import compare
     from quantscreen.records.status import FAIL, INCONCLUSIVE, PASS
     from quantscreen.records.thresholds import ScreenThresholds

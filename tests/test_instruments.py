@@ -108,7 +108,7 @@ def test_a_tie_goes_to_the_cheaper_instrument():
 
 
 def test_the_primary_instrument_drives_the_cell_and_an_inaccurate_judge_does_not(tmp_path):
-    from tests.test_judge import measured
+    from tests.test_two_instruments import measured
     from quantscreen.verdicts.compare import compare
     from quantscreen.verdicts.table import action_rows, comparison_row, measurement_row
     from quantscreen.records.thresholds import ScreenThresholds
