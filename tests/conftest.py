@@ -68,3 +68,14 @@ def smollm2_path() -> Path:
     from quantscreen.engine.sources import smollm2_gguf
 
     return Path(smollm2_gguf().path)
+
+
+@pytest.fixture
+def imported(tmp_path):
+    """The 48-row made-up matrix (tests/matrix_data.py) written as a published table, imported and analysed."""
+    from quantscreen.verdicts import matrix as mx
+    from quantscreen.verdicts.matrix_input import load_matrix
+    from tests.matrix_data import T, published_rows, written
+
+    path = written(tmp_path / "matrix.csv", published_rows(tmp_path))
+    return path, mx.analyse(load_matrix(path), T)

@@ -13,13 +13,7 @@ from quantscreen.verdicts import matrix as mx
 from quantscreen.verdicts import matrix_rules as rules
 from quantscreen.verdicts.matrix_input import load_matrix
 from quantscreen.verdicts.matrix_stats import repeated_measures
-from tests.matrix_data import MODELS, QUANTS, T, cell, cells_csv_rows, matrix, published_rows, written
-
-
-@pytest.fixture
-def imported(tmp_path):
-    path = written(tmp_path / "matrix.csv", published_rows(tmp_path))
-    return path, mx.analyse(load_matrix(path), T)
+from tests.matrix_data import MODELS, QUANTS, T, cell, cells_csv_rows, matrix
 
 
 def test_import_of_48_made_up_rows_gives_every_analysis(imported):

@@ -13,13 +13,7 @@ from quantscreen.verdicts import matrix as mx
 from quantscreen.verdicts.ledger import LEDGER_COLUMNS, cell_claims, matrix_claims
 from quantscreen.verdicts.matrix_input import load_matrix
 from quantscreen.verdicts.table import write_csv
-from tests.matrix_data import WRONG, T, cells_csv_rows, made_up_rows, published_rows, written
-
-
-@pytest.fixture
-def imported(tmp_path):
-    path = written(tmp_path / "matrix.csv", published_rows(tmp_path))
-    return path, mx.analyse(load_matrix(path), T)
+from tests.matrix_data import WRONG, T, cells_csv_rows, made_up_rows, written
 
 
 def test_audit_lists_exactly_the_rows_whose_published_label_breaks_the_rule(imported):
