@@ -89,6 +89,25 @@ def uncensorbench_labelled() -> LabelledSet:
     return LabelledSet(requests, replies, labels, src, "uncensorbench pairs (stock refusal vs compliance)")
 
 
+AUTHORED_PATH = Path(__file__).parent / "data" / "authored_replies.jsonl"
+AUTHORED_VERSION = "authored-replies-v1"
+
+
+def authored_labelled(path: Path | str = AUTHORED_PATH) -> LabelledSet:
+    """Requests and replies written for this project in the refusal and compliance styles of current assistants
+    (authored_replies.md: how, by whom, and its limits), labelled under refusal-definition-v1 as written. A training
+    set of the classifier instrument, never a figure's evaluation set."""
+    p = Path(path)
+    src = DataSource(role="labelled_replies", package="quantscreen", version=AUTHORED_VERSION,
+                     path_inside="promptsets/data/authored_replies.jsonl",
+                     sha256=sha256_file(p) if p.is_file() else "", path=str(p))
+    ls = labelled_file(p, source=src)
+    kinds = tuple(str(json.loads(line).get("kind", "")) for line in p.read_text(encoding="utf-8").splitlines()
+                  if line.strip() and not line.startswith("#"))
+    return dataclasses.replace(ls, kinds=kinds if len(kinds) == len(ls) else (),
+                               title=f"quantscreen {AUTHORED_VERSION} (written for the project)")
+
+
 def pyrit_refusal_labelled() -> LabelledSet:
     """The human-labelled refusal sets that ship in the pyrit wheel (its refusal scorer's evaluation data): requests
     with real assistant replies, `human_score` 1 = refusal. Read as user files are; never fitted on by the harness."""
@@ -186,7 +205,7 @@ def _strip_leading_comments(lines: list[str]) -> str:
     return "".join(lines[start:])
 
 
-LABELLED_SET_NAMES = ("default", "harness", "harness-all", "pyrit", "uncensorbench", "none")
+LABELLED_SET_NAMES = ("default", "harness", "harness-all", "pyrit", "uncensorbench", "authored", "none")
 
 
 def named_set(name: str) -> LabelledSet | None:
@@ -210,4 +229,6 @@ def named_set(name: str) -> LabelledSet | None:
         return pyrit_refusal_labelled()
     if name == "uncensorbench":
         return uncensorbench_labelled()
+    if name == "authored":
+        return authored_labelled()
     return labelled_file(name)

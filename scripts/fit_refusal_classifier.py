@@ -11,7 +11,11 @@ specificity on the training rows reaches TARGET_SPECIFICITY. Every reply longer 
   (a) fitted on uncensorbench only -> the whole harness set;
   (b) fitted on the harness train split only -> uncensorbench;
   (c) the shipped fit (uncensorbench + harness train) -> the harness test split;
-each also on off-topic pairs built from its evaluation set. Prediction cost (encoder included) is timed over the
+  (d) the shipped fit -> pyrit's human-labelled refusal-scorer sets (never fitted on);
+  (e) the shipped fit -> the authored replies (promptsets/data/authored_replies.jsonl; fitted on only with
+      --fit-authored, which measured worse held out);
+each also on off-topic pairs built from its evaluation set. Folds are drawn over the fitting and harness requests
+first, so the measured-only sets never move a training row's fold. Prediction cost (encoder included) is timed over the
 harness set's replies on this machine. `--compare` first prints the same figures for the candidate feature recipes.
 
     source scripts/_venv.sh && python scripts/fit_refusal_classifier.py [--compare] [--embedding-cache /tmp/x.npz]
@@ -45,10 +49,15 @@ OFF_TOPIC_WEIGHT = 0.5  # sample weight of an off-topic row (a labelled row weig
 CUT_WEIGHT = 0.5  # sample weight of a cut twin
 RECIPE = ("opening", "request_x_opening", "cosine_opening", "low_relation", "echo", "regex")  # chosen with --compare
 AUGMENT = ("off_topic", "cut")
+EVALUATION_ONLY = ("pyrit", "authored")  # measured on, never fitted on (unless --fit-authored)
 CANDIDATES = {  # name -> (recipe, augmentations)
     "reply-only+cut": (("opening", "regex"), ("cut",)),
-    "cosines+offtopic+cut": (("opening", "low_relation", "echo", "regex"), AUGMENT),
-    "product+cosines+offtopic+cut": (RECIPE, AUGMENT),
+    "v1: product+cosines+offtopic+cut": (("opening", "request_x_opening", "cosine_opening", "low_relation", "echo",
+                                          "regex"), AUGMENT),
+    "v1+repetition": (("opening", "request_x_opening", "cosine_opening", "low_relation", "echo", "regex",
+                       "repetition"), AUGMENT),
+    "v1+sentence+repetition": (("opening", "sentence", "request_x_opening", "cosine_opening", "low_relation", "echo",
+                                "regex", "repetition"), AUGMENT),
 }
 
 
@@ -75,9 +84,14 @@ class Table:
                 names.append(names[i] + "/cut")
         self.labels, self.part = np.array(labels, dtype=bool), np.array(names)
         self.emb = _cached_embeddings(self.requests, self.replies, encoder_path, cache)
-        groups = sorted(set(self.requests))
+        # folds by request: the fitting and harness parts' requests first (the folds of the shipped fit), then the
+        # requests only the measured-only parts hold, so adding an evaluation set never moves a training row's fold
+        core = [q for q, n in zip(self.requests, names) if n.split("/")[0] not in EVALUATION_ONLY]
+        groups = sorted(set(core))
         random.Random(SEED).shuffle(groups)
-        fold_of = {g: i % FOLDS for i, g in enumerate(groups)}
+        extra = sorted(set(self.requests) - set(groups))
+        random.Random(SEED + 1).shuffle(extra)
+        fold_of = {g: i % FOLDS for i, g in enumerate(groups + extra)}
         self.fold = np.array([fold_of[q] for q in self.requests])
 
     def where(self, *names) -> np.ndarray:
@@ -98,9 +112,11 @@ class Table:
         return np.array(req, dtype=int), np.array(rep, dtype=int)
 
     def design(self, recipe, req: np.ndarray, rep: np.ndarray) -> np.ndarray:
-        emb = {"request": self.emb["request"][req], "reply": self.emb["reply"][rep],
-               "opening": self.emb["opening"][rep]}
-        return rc.features(recipe, [self.replies[i] for i in rep], emb)
+        return rc.features(recipe, [self.replies[i] for i in rep], self.rows(req, rep))
+
+    def rows(self, req, rep) -> dict:
+        """The embeddings of (request row, reply row) pairs, by kind."""
+        return {k: v[req if k == "request" else rep] for k, v in self.emb.items()}
 
     def training(self, idx, recipe, augment=()):
         """Features, labels, sample weights and (request row, reply row) pairs of a training set, with the rows of
@@ -137,8 +153,7 @@ def _cached_embeddings(requests, replies, encoder_path, cache: Path | None) -> d
     from quantscreen.records.digest import sha256_json
 
     enc = rc.encoder_sha256(encoder_path)
-    texts = {"request": list(requests), "reply": list(replies),
-             "opening": [r.strip()[:rc.OPENING_CHARS] for r in replies]}
+    texts = rc.texts_of(requests, replies)
     known = {}
     if cache.is_file():
         data = np.load(cache)
@@ -255,13 +270,20 @@ def out_of_fold(tab: Table, idx, recipe, augment) -> dict:
             "off_topic_pairs": len(off), "off_topic_called_refusal": round(float(np.mean(off)), 4) if off else None}
 
 
-def evaluate(tab: Table, recipe, augment) -> dict:
+def evaluate(tab: Table, recipe, augment, fit_authored: bool = False) -> dict:
     if not len(tab.where("harness_train")):
         return {"cv_uncensorbench_grouped": out_of_fold(tab, tab.where("uncensorbench"), recipe, augment)}
-    ub, h_train, h_test = tab.where("uncensorbench"), tab.where("harness_train"), tab.where("harness_test")
-    return {"a_uncensorbench_to_harness_all": held_out(tab, ub, np.concatenate([h_train, h_test]), recipe, augment),
-            "b_harness_train_to_uncensorbench": held_out(tab, h_train, ub, recipe, augment),
-            "c_shipped_to_harness_test": held_out(tab, np.concatenate([ub, h_train]), h_test, recipe, augment)}
+    ub, au, h_train, h_test = (tab.where(n) for n in ("uncensorbench", "authored", "harness_train", "harness_test"))
+    wheel = np.concatenate([ub, au]) if fit_authored else ub
+    shipped = np.concatenate([wheel, h_train])
+    out = {f"a_uncensorbench{'+authored' if fit_authored else ''}_to_harness_all": held_out(tab, wheel, np.concatenate([h_train, h_test]), recipe, augment),
+           "b_harness_train_to_uncensorbench": held_out(tab, h_train, ub, recipe, augment),
+           "c_shipped_to_harness_test": held_out(tab, shipped, h_test, recipe, augment)}
+    if len(tab.where("pyrit")):
+        out["d_shipped_to_pyrit"] = held_out(tab, shipped, tab.where("pyrit"), recipe, augment)
+    if len(au) and not fit_authored:
+        out["e_shipped_to_authored"] = held_out(tab, shipped, au, recipe, augment)
+    return out
 
 
 def main(argv=None) -> int:
@@ -271,38 +293,42 @@ def main(argv=None) -> int:
     ap.add_argument("--embedding-cache", type=Path, help="npz file that keeps the embeddings between runs")
     ap.add_argument("--labelled-replies", type=Path, default=None,
                     help="the harness's labelled replies (default: promptsets/data/labelled_replies.jsonl)")
+    ap.add_argument("--fit-authored", action="store_true",
+                    help="also fit on the authored replies (measured: worse held out; see BENCHMARKS.md)")
     ap.add_argument("--without-harness", action="store_true",
                     help="fit on uncensorbench alone (figures: grouped CV on it) while the harness set is missing")
     args = ap.parse_args(argv)
 
     from quantscreen import promptsets
     from quantscreen.engine.sources import minilm_encoder
-    from quantscreen.promptsets import harness_labels
+    from quantscreen.promptsets import harness_labels, labelled
 
     encoder = minilm_encoder()
     parts = {"uncensorbench": promptsets.uncensorbench_labelled()}
     if not args.without_harness:
         path = args.labelled_replies or harness_labels.PATH
         parts.update(harness_train=harness_labels.load("train", path), harness_test=harness_labels.load("test", path))
+    parts["authored"] = labelled.authored_labelled()  # written for the project; measured on (or --fit-authored)
+    parts["pyrit"] = promptsets.pyrit_refusal_labelled()  # human-labelled, held out: measured, never fitted on
     tab = Table(parts, encoder.path, args.embedding_cache)
 
     done = {}
     if args.compare:
         print(HEADER)
         for name, (recipe, augment) in CANDIDATES.items():
-            done[recipe, augment] = evaluate(tab, recipe, augment)
+            done[recipe, augment] = evaluate(tab, recipe, augment, args.fit_authored)
             for key, f in done[recipe, augment].items():
                 print(row(f"{name}: {key}", f), flush=True)
         print()
 
-    held = done.get((RECIPE, AUGMENT)) or evaluate(tab, RECIPE, AUGMENT)
-    train = np.concatenate([tab.where("uncensorbench"), tab.where("harness_train")])
+    held = done.get((RECIPE, AUGMENT)) or evaluate(tab, RECIPE, AUGMENT, args.fit_authored)
+    train = np.concatenate([tab.where("uncensorbench"), tab.where("authored") if args.fit_authored else [],
+                            tab.where("harness_train")]).astype(int)
     shipped = held["c_shipped_to_harness_test" if "harness_test" in parts else "cv_uncensorbench_grouped"]
     c, threshold = shipped["C"], shipped.get("threshold", 0.5)
     _, y, weight, req, rep = tab.training(train, RECIPE, AUGMENT)
     head = rc.fit_head([tab.requests[i] for i in req], [tab.replies[i] for i in rep], y, encoder.path, RECIPE, c,
-                       threshold, emb={"request": tab.emb["request"][req], "reply": tab.emb["reply"][rep],
-                                       "opening": tab.emb["opening"][rep]}, sample_weight=weight)
+                       threshold, emb=tab.rows(req, rep), sample_weight=weight)
     from quantscreen.probes.refusal_definition import DEFINITION_VERSION
 
     head.update({
@@ -319,7 +345,8 @@ def main(argv=None) -> int:
                            "package": ls.source.package, "version": ls.source.version,
                            "path_inside": ls.source.path_inside, "sha256": ls.source.sha256, "rows": len(ls),
                            "refusals": int(sum(ls.refusal)), "compliances": int(len(ls) - sum(ls.refusal))}
-                          for name, ls in parts.items() if name != "harness_test"],
+                          for name, ls in parts.items()
+                          if name not in ("harness_test", *EVALUATION_ONLY) or (name == "authored" and args.fit_authored)],
         "held_out_test_set": {"name": "harness_test", "sha256": parts["harness_test"].source.sha256,
                               "rows": len(parts["harness_test"])} if "harness_test" in parts else None,
         "held_out": held,

@@ -159,3 +159,16 @@ def test_the_accuracy_command_measures_every_instrument_on_a_users_file(tmp_path
                              env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert missing.returncode == 4 and str(tmp_path / "nothere.csv") in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_authored_replies_load_with_kinds_and_are_never_fitted_on():
+    from quantscreen.probes import refusal_classifier as rc
+    from quantscreen.promptsets.labelled import AUTHORED_VERSION, authored_labelled, named_set
+    from quantscreen.records.digest import sha256_json
+
+    ls = authored_labelled()
+    assert len(ls) == 360 and sum(ls.refusal) == 180 and len(set(ls.requests)) == 360
+    assert ls.definition == "refusal-definition-v1" and ls.source.version == AUTHORED_VERSION
+    assert len(ls.kinds) == 360 and {"refuse_offer_alternatives", "roleplay_refusal", "cut_off"} <= set(ls.kinds)
+    assert named_set("authored").replies == ls.replies
+    assert not {sha256_json([q, r]) for q, r in zip(ls.requests, ls.replies)} & rc.training_digests()
