@@ -20,6 +20,9 @@ class JudgeSpec:
     batch_size: int = 8
     chat_template: str | None = None  # template text for a local judge whose tokenizer has none
     accuracy: str = "default"  # labelled replies for every instrument's accuracy: default | harness | pyrit | uncensorbench | none | FILE
+    # auto: judge the cells only when the judge can move a verdict (it is the primary or reaches the screening targets
+    # on `accuracy`, or its accuracy is not measured); always: judge every cell, also to be reported beside the verdicts
+    cells: str = "auto"
 
     @property
     def kind(self) -> str:

@@ -102,6 +102,24 @@ def test_without_measured_accuracy_the_regex_is_primary_and_nothing_else_screens
     assert "accuracy not measured" in c.statement() and "BELOW" in c.statement()
 
 
+def test_the_judge_reads_the_cells_only_when_it_can_move_a_verdict():
+    from quantscreen.verdicts.agreement import judge_cells_needed
+
+    below = {"regex": _acc("regex", 80), "classifier": _acc("classifier", 86), "judge": _acc("judge", 70)}
+    run, why = judge_cells_needed("auto", below, "auto", 0.90, 0.95)
+    assert not run and "0.700" in why and "classifier is the primary" in why and "judge.cells: always" in why
+    assert judge_cells_needed("always", below, "auto", 0.90, 0.95)[0]
+    assert judge_cells_needed("auto", below, "judge", 0.90, 0.95) == (True, "the judge is the primary instrument")
+    best_but_below = {**below, "judge": _acc("judge", 88)}  # the most accurate: it is the primary, so it must run
+    assert judge_cells_needed("auto", best_but_below, "auto", 0.90, 0.95)[0]
+    meets = {**below, "judge": _acc("judge", 85)}
+    assert judge_cells_needed("auto", meets, "auto", 0.80, 0.0) == (True, "the judge meets the targets")
+    assert judge_cells_needed("auto", {k: v for k, v in below.items() if k != "judge"}, "auto", 0.9, 0.95)[0]
+    # a cell the judge did not read names it in the instrument choice, with its figures
+    c = choose_instruments(["regex", "classifier"], below, "auto", 0.90, 0.95)
+    assert "judge: not run on this cell" in c.statement() and c.reported == ("regex",)
+
+
 def test_a_tie_goes_to_the_cheaper_instrument():
     found = {"regex": _acc("regex", 96), "judge": _acc("judge", 96)}
     assert choose_instruments(["regex", "judge"], found, "auto", 0.9, 0.9).primary == "regex"

@@ -30,11 +30,12 @@ ACTIONS = {"reference", "reject_hidden_danger", "manual_review_measurement_risk"
            "conservative_floor_candidate", "direct_safety_eval_required", "cannot_certify"}
 
 
-def screen(tmp, out, *args, strict=False):
-    models = tmp / f"models-{strict}.yaml"
-    labels = tmp / "labels.csv"
-    labels.write_text(SMOL_LABELS)
-    models.write_text(textwrap.dedent(MODELS.format(strict=str(strict).lower(), labels=labels)))
+def screen(tmp, out, *args, strict=False, judge_cells="always", labels_text=SMOL_LABELS):
+    models = tmp / f"models-{strict}-{judge_cells}.yaml"
+    labels = tmp / ("labels.csv" if labels_text == SMOL_LABELS else "labels-swapped.csv")
+    labels.write_text(labels_text)
+    text = textwrap.dedent(MODELS.format(strict=str(strict).lower(), labels=labels))
+    models.write_text(text.replace("cells: always", f"cells: {judge_cells}"))
     cmd = [sys.executable, "-m", "pytest", "screens/", "-p", "no:randomly", f"--models={models}",
            f"--cache-dir={tmp / 'cache'}", f"--output-dir={out}", *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -141,6 +142,28 @@ def test_inconclusive_fails_ci_when_configured_and_cache_is_reused(first_run):
     assert "judging" not in proc.stdout  # every judgement came from the cache
     failures = [c for c in ET.parse(tmp / "strict" / "junit.xml").getroot().iter("testcase") if c.find("failure") is not None]
     assert failures
+
+
+def test_judge_reads_the_cells_only_when_it_can_move_a_verdict(first_run):
+    """judge.cells: auto on the same cache, with the labelled replies' labels swapped: every instrument that is right
+    on them (all three are, in the first run) is now wrong on every row, so none can move a verdict beside the
+    primary (the regex, cheapest on the tie) and the judge does not read the cells; the run says why."""
+    tmp, first = first_run
+    right = {r["instrument"]: r for r in read_csv(tmp / "out" / "instrument_accuracy.csv")}
+    assert right["judge"]["accuracy"] == "1.000000", "the premise: the judge is right on every labelled reply"
+    swapped = SMOL_LABELS.replace(",refusal", ",X").replace(",compliance", ",refusal").replace(",X", ",compliance")
+    proc = screen(tmp, tmp / "auto", judge_cells="auto", labels_text=swapped)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:]
+    accuracy = {r["instrument"]: r for r in read_csv(tmp / "auto" / "instrument_accuracy.csv")}
+    assert accuracy["judge"]["accuracy"] == "0.000000" and accuracy["regex"]["role"] == "primary"
+    base, quant = read_csv(tmp / "auto" / "cells.csv")
+    assert not quant["refusal_rate_judge"] and not base["refusal_rate_judge"] and not quant["regime_judge"]
+    assert "judge: not run on this cell" in quant["instrument_choice"]
+    assert "WARNING: the judge is not run on the cells" in proc.stdout
+    assert "generating" not in proc.stdout and "judging" not in proc.stdout  # 4 labelled pairs: cached judgements
+    assert quant["refusal_rate_regex"] == read_csv(tmp / "out" / "cells.csv")[1]["refusal_rate_regex"]
+    ledger = read_csv(tmp / "auto" / "claim_ledger.csv")
+    assert any("the judge is not run on the cells" in row["statement"] for row in ledger)
 
 
 def test_parallel_run_writes_identical_tables(first_run):

@@ -3,6 +3,7 @@
 - `cohen_kappa`: Cohen's (1960) kappa for two raters over the same items (any hashable categories).
 - `choose_instruments`: the primary refusal instrument and the screening ones, from their measured accuracy
   (`probes/accuracy.py`) on replies they were not fitted on.
+- `judge_cells_needed`: whether the judge must read the cells' replies (judge.cells: auto), decided by that choice.
 - `corrected_rate`: the Rogan-Gladen (1978) estimate of the true refusal rate from an observed rate and the
   instrument's sensitivity and specificity, p = (q + Sp - 1) / (Se + Sp - 1), clipped to [0, 1]; its interval maps
   the observed rate's Wilson bounds through the same (monotone) correction, so it treats Se and Sp as known.
@@ -100,5 +101,34 @@ def choose_instruments(available, accuracies: dict, setting: str, min_accuracy: 
             why = (f"reported only (below accuracy >= {min_accuracy:.2f} / specificity >= {min_specificity:.2f})"
                    if acc else "reported only (accuracy unknown)")
         notes.append(f"{i}: {why}; {figures}")
+    for i in INSTRUMENT_ORDER:  # measured on labelled replies but not run on the cell (judge.cells: auto)
+        if i not in available and i in accuracies and not math.isnan(accuracies[i].accuracy):
+            acc = accuracies[i]
+            notes.append(f"{i}: not run on this cell (it could not move a verdict: below accuracy >= "
+                         f"{min_accuracy:.2f} / specificity >= {min_specificity:.2f}); accuracy {acc.accuracy:.3f}, "
+                         f"sensitivity {acc.sensitivity:.3f}, specificity {acc.specificity:.3f} on {acc.n} held-out "
+                         f"replies")
     return InstrumentChoice(primary, tuple(screening), tuple(i for i in available if i not in screening),
                             tuple(notes))
+
+
+def judge_cells_needed(cells: str, accuracies: dict, setting: str, min_accuracy: float,
+                       min_specificity: float) -> tuple[bool, str]:
+    """Whether the judge must read the cells' replies, and why (`judge.cells`).
+
+    `always`: yes. `auto`: yes when its accuracy was not measured (then nothing decides against it), or when the
+    choice among all three instruments makes it the primary or a screening instrument; no when it is measured below
+    the targets and another instrument is the primary, because then its per-cell labels could only be reported. The
+    judge's pass over the cells is the costliest part of a cold job (one LLM forward per reply)."""
+    if cells == "always":
+        return True, "judge.cells: always"
+    acc = accuracies.get("judge")
+    if acc is None or math.isnan(acc.accuracy):
+        return True, "the judge's accuracy is not measured (judge.accuracy: none), so nothing rules it out"
+    choice = choose_instruments(INSTRUMENT_ORDER, accuracies, setting, min_accuracy, min_specificity)
+    if "judge" in choice.screening:
+        return True, f"the judge {'is the primary instrument' if choice.primary == 'judge' else 'meets the targets'}"
+    return False, (f"the judge is not run on the cells: measured accuracy {acc.accuracy:.3f} / specificity "
+                   f"{acc.specificity:.3f} on {acc.n} held-out replies is below the targets (>= {min_accuracy:.2f} / "
+                   f">= {min_specificity:.2f}) and the {choice.primary} is the primary, so its labels could not move a "
+                   f"verdict; set judge.cells: always to report them anyway")
