@@ -120,6 +120,18 @@ def test_the_judge_reads_the_cells_only_when_it_can_move_a_verdict():
     assert "judge: not run on this cell" in c.statement() and c.reported == ("regex",)
 
 
+def test_a_judge_skip_seen_only_in_the_rows_is_still_warned_once():
+    from quantscreen.verdicts.agreement import judge_skip_warnings
+
+    rows = [{"cell_id": "m-q4", "instrument_choice": "classifier: primary; judge: not run on this cell (it could not"},
+            {"cell_id": "m-baseline", "instrument_choice": ""}]
+    [warning] = judge_skip_warnings(rows, [])
+    assert warning.startswith("the judge is not run on the cells (m-q4)") and "judge.cells: always" in warning
+    decided = ["the judge is not run on the cells: measured accuracy 0.700"]
+    assert judge_skip_warnings(rows, decided) == decided  # the process that decided it already said so
+    assert judge_skip_warnings(rows[1:], ["other"]) == ["other"]
+
+
 def test_a_tie_goes_to_the_cheaper_instrument():
     found = {"regex": _acc("regex", 96), "judge": _acc("judge", 96)}
     assert choose_instruments(["regex", "judge"], found, "auto", 0.9, 0.9).primary == "regex"

@@ -48,7 +48,9 @@ def corrected_rate(observed: float, low: float, high: float, se: float, sp: floa
     return fix(observed), fix(low), fix(high)
 
 
-INSTRUMENT_ORDER = ("regex", "classifier", "judge")  # cheapest first: the tie-break when accuracies are equal
+INSTRUMENT_ORDER = ("regex", "classifier", "judge")
+NOT_RUN = "not run on this cell"  # an instrument's note in a cell's instrument_choice when judge.cells kept it away
+JUDGE_SKIPPED = "the judge is not run on the cells"  # how the run's warning about that starts  # cheapest first: the tie-break when accuracies are equal
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def choose_instruments(available, accuracies: dict, setting: str, min_accuracy: 
     for i in INSTRUMENT_ORDER:  # measured on labelled replies but not run on the cell (judge.cells: auto)
         if i not in available and i in accuracies and not math.isnan(accuracies[i].accuracy):
             acc = accuracies[i]
-            notes.append(f"{i}: not run on this cell (it could not move a verdict: below accuracy >= "
+            notes.append(f"{i}: {NOT_RUN} (it could not move a verdict: below accuracy >= "
                          f"{min_accuracy:.2f} / specificity >= {min_specificity:.2f}); accuracy {acc.accuracy:.3f}, "
                          f"sensitivity {acc.sensitivity:.3f}, specificity {acc.specificity:.3f} on {acc.n} held-out "
                          f"replies")
@@ -128,7 +130,20 @@ def judge_cells_needed(cells: str, accuracies: dict, setting: str, min_accuracy:
     choice = choose_instruments(INSTRUMENT_ORDER, accuracies, setting, min_accuracy, min_specificity)
     if "judge" in choice.screening:
         return True, f"the judge {'is the primary instrument' if choice.primary == 'judge' else 'meets the targets'}"
-    return False, (f"the judge is not run on the cells: measured accuracy {acc.accuracy:.3f} / specificity "
+    return False, (f"{JUDGE_SKIPPED}: measured accuracy {acc.accuracy:.3f} / specificity "
                    f"{acc.specificity:.3f} on {acc.n} held-out replies is below the targets (>= {min_accuracy:.2f} / "
                    f">= {min_specificity:.2f}) and the {choice.primary} is the primary, so its labels could not move a "
                    f"verdict; set judge.cells: always to report them anyway")
+
+
+def judge_skip_warnings(rows, warnings) -> list[str]:
+    """`warnings` plus one saying the judge did not read the cells when a cells.csv row says so and no warning does
+    yet: under xdist the worker that decided it keeps its own warning, while its rows reach the controller."""
+    if any(w.startswith(JUDGE_SKIPPED) for w in warnings):
+        return list(warnings)
+    skipped = sorted(r["cell_id"] for r in rows if f"judge: {NOT_RUN}" in str(r.get("instrument_choice") or ""))
+    if not skipped:
+        return list(warnings)
+    return [*warnings, f"{JUDGE_SKIPPED} ({', '.join(skipped)}): its measured accuracy is below the targets and "
+                       f"another instrument is the primary (instrument_choice in cells.csv has its figures); set "
+                       f"judge.cells: always to report it anyway"]
