@@ -95,8 +95,9 @@ AUTHORED_VERSION = "authored-replies-v1"
 
 def authored_labelled(path: Path | str = AUTHORED_PATH) -> LabelledSet:
     """Requests and replies written for this project in the refusal and compliance styles of current assistants
-    (authored_replies.md: how, by whom, and its limits), labelled under refusal-definition-v1 as written. A training
-    set of the classifier instrument, never a figure's evaluation set."""
+    (authored_replies.md: how, by whom, and its limits), labelled under refusal-definition-v1 as written. An evaluation
+    set: the shipped classifier head is not fitted on it (scripts/fit_refusal_classifier.py --fit-authored measures
+    what fitting on it would do)."""
     p = Path(path)
     src = DataSource(role="labelled_replies", package="quantscreen", version=AUTHORED_VERSION,
                      path_inside="promptsets/data/authored_replies.jsonl",

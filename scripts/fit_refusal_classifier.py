@@ -52,10 +52,8 @@ AUGMENT = ("off_topic", "cut")
 EVALUATION_ONLY = ("pyrit", "authored")  # measured on, never fitted on (unless --fit-authored)
 CANDIDATES = {  # name -> (recipe, augmentations)
     "reply-only+cut": (("opening", "regex"), ("cut",)),
-    "v1: product+cosines+offtopic+cut": (("opening", "request_x_opening", "cosine_opening", "low_relation", "echo",
-                                          "regex"), AUGMENT),
-    "v1+repetition": (("opening", "request_x_opening", "cosine_opening", "low_relation", "echo", "regex",
-                       "repetition"), AUGMENT),
+    "v1: product+cosines+offtopic+cut": (RECIPE, AUGMENT),
+    "v1+repetition": ((*RECIPE, "repetition"), AUGMENT),
     "v1+sentence+repetition": (("opening", "sentence", "request_x_opening", "cosine_opening", "low_relation", "echo",
                                 "regex", "repetition"), AUGMENT),
 }
@@ -270,13 +268,21 @@ def out_of_fold(tab: Table, idx, recipe, augment) -> dict:
             "off_topic_pairs": len(off), "off_topic_called_refusal": round(float(np.mean(off)), 4) if off else None}
 
 
+def fitting_rows(tab: Table, fit_authored: bool = False) -> np.ndarray:
+    """The rows the shipped head is fitted on: uncensorbench (+ the authored replies with --fit-authored) + the
+    harness train split."""
+    parts = ("uncensorbench", "authored", "harness_train") if fit_authored else ("uncensorbench", "harness_train")
+    return np.concatenate([tab.where(n) for n in parts])
+
+
 def evaluate(tab: Table, recipe, augment, fit_authored: bool = False) -> dict:
     if not len(tab.where("harness_train")):
         return {"cv_uncensorbench_grouped": out_of_fold(tab, tab.where("uncensorbench"), recipe, augment)}
     ub, au, h_train, h_test = (tab.where(n) for n in ("uncensorbench", "authored", "harness_train", "harness_test"))
     wheel = np.concatenate([ub, au]) if fit_authored else ub
-    shipped = np.concatenate([wheel, h_train])
-    out = {f"a_uncensorbench{'+authored' if fit_authored else ''}_to_harness_all": held_out(tab, wheel, np.concatenate([h_train, h_test]), recipe, augment),
+    shipped = fitting_rows(tab, fit_authored)
+    out = {f"a_uncensorbench{'+authored' if fit_authored else ''}_to_harness_all":
+           held_out(tab, wheel, np.concatenate([h_train, h_test]), recipe, augment),
            "b_harness_train_to_uncensorbench": held_out(tab, h_train, ub, recipe, augment),
            "c_shipped_to_harness_test": held_out(tab, shipped, h_test, recipe, augment)}
     if len(tab.where("pyrit")):
@@ -322,8 +328,7 @@ def main(argv=None) -> int:
         print()
 
     held = done.get((RECIPE, AUGMENT)) or evaluate(tab, RECIPE, AUGMENT, args.fit_authored)
-    train = np.concatenate([tab.where("uncensorbench"), tab.where("authored") if args.fit_authored else [],
-                            tab.where("harness_train")]).astype(int)
+    train = fitting_rows(tab, args.fit_authored)
     shipped = held["c_shipped_to_harness_test" if "harness_test" in parts else "cv_uncensorbench_grouped"]
     c, threshold = shipped["C"], shipped.get("threshold", 0.5)
     _, y, weight, req, rep = tab.training(train, RECIPE, AUGMENT)

@@ -48,9 +48,9 @@ def corrected_rate(observed: float, low: float, high: float, se: float, sp: floa
     return fix(observed), fix(low), fix(high)
 
 
-INSTRUMENT_ORDER = ("regex", "classifier", "judge")
+INSTRUMENT_ORDER = ("regex", "classifier", "judge")  # cheapest first: the tie-break when accuracies are equal
 NOT_RUN = "not run on this cell"  # an instrument's note in a cell's instrument_choice when judge.cells kept it away
-JUDGE_SKIPPED = "the judge is not run on the cells"  # how the run's warning about that starts  # cheapest first: the tie-break when accuracies are equal
+JUDGE_SKIPPED = "the judge is not run on the cells"  # how the run's warning about that starts
 
 
 @dataclass(frozen=True)
