@@ -57,5 +57,8 @@ class Quiet:
     def update(self, _n):
         pass
 
+    def tick(self, _detail):
+        pass
+
     def close(self):
         pass

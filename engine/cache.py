@@ -3,7 +3,8 @@
 A cache entry is one JSONL file named by the digest of its key parts (checkpoint content digest, prompt-set digest,
 decoding or capture settings, harness version); the parts are logged beside it in ``<key>.key.json``. Each line holds
 one prompt's result, the key it was computed under and the sha256 of its own fields, and lines are appended a whole
-batch at a time with fsync, so a run killed at any moment keeps every finished batch. A line that fails its checksum,
+batch at a time (one reply at a time for llama.cpp) with fsync, so a run killed at any moment keeps every finished
+batch. A line that fails its checksum,
 carries another key (a file copied or renamed by hand) or names the wrong prompt (a torn write, a hand edit) is
 reported and recomputed, never used.
 """
@@ -26,6 +27,7 @@ class JsonlStore:
     """One key's entries: dicts with at least `i` (prompt index) and `prompt_sha256`."""
 
     kind = "entries"
+    appended = 0  # lines this process appended to any store (what a stopped run says it kept)
 
     def __init__(self, root: Path, key_parts: dict, subdir: str):
         self.key_parts = {**key_parts, "cache_version": HARNESS_CACHE_VERSION}
@@ -100,6 +102,7 @@ class JsonlStore:
                 fh.write("".join(lines))
                 fh.flush()
                 os.fsync(fh.fileno())
+            JsonlStore.appended += len(lines)
         except OSError as exc:  # a full disk, a quota, a read-only mount
             raise ScreenInputError(self.path, f"could not be written ({exc.strerror or exc})",
                                    "free space there or pass --cache-dir on another disk; the batches already "
@@ -118,10 +121,16 @@ class CachedResponse:
     response: str
     n_tokens: int
     finished: bool  # stopped on an end-of-turn token rather than max_new_tokens
+    # paired verification (engine.draft): forward passes, drafted / accepted tokens, the tokens shared with the
+    # baseline's reply from the start, and the baseline reply's length; None for plain decoding
+    verify: dict | None = None
 
     def fields(self) -> dict:
-        return {"i": self.index, "prompt_sha256": self.prompt_sha256, "response": self.response,
-                "n_tokens": self.n_tokens, "finished": self.finished}
+        out = {"i": self.index, "prompt_sha256": self.prompt_sha256, "response": self.response,
+               "n_tokens": self.n_tokens, "finished": self.finished}
+        if self.verify is not None:
+            out["verify"] = self.verify
+        return out
 
 
 class ResponseStore(JsonlStore):
@@ -131,8 +140,9 @@ class ResponseStore(JsonlStore):
         super().__init__(root, key_parts, "responses")
 
     def decode(self, rec: dict) -> CachedResponse:
+        verify = rec.get("verify")
         return CachedResponse(int(rec["i"]), rec["prompt_sha256"], rec["response"], int(rec["n_tokens"]),
-                              bool(rec["finished"]))
+                              bool(rec["finished"]), None if verify is None else {k: int(v) for k, v in verify.items()})
 
     def load(self, prompt_sha256s: list[str]) -> dict[int, CachedResponse]:
         return self.load_records(prompt_sha256s)

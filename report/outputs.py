@@ -3,6 +3,8 @@ summary.html, plus deployment_actions.csv rows for an imported matrix. Called on
 controller."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from quantscreen.report.html import summary_html
 from quantscreen.report.scatter import regime_scatter
 from quantscreen.verdicts.actions import CANNOT_CERTIFY
@@ -105,3 +107,21 @@ _EXPLAIN = {
     "bpw_regression.csv": "Per-model OLS of each metric's delta on bits per weight (baseline at delta 0).",
     "label_audit.csv": "Published regimes/actions recomputed with the SPEC §3 rules.",
 }
+
+
+RUN_OUTPUTS = ("summary.html", "regime_scatter.png", "claim_ledger.csv", "deployment_actions.csv", "cells.csv",
+               "refusal_flips.csv", "instrument_accuracy.csv", "instrument_misclassified.csv", "sources.csv",
+               "probe_statistics.csv")
+
+
+def clear_previous(out: Path, junit: str | None) -> list[str]:
+    """Remove what an earlier run wrote to `out` (and its JUnit file), so a run that is stopped half way leaves no
+    earlier verdicts behind for CI to read as this run's. Only files this harness writes, by name; the measurements
+    stay in the cache, so the next run rewrites them all. Returns the names removed."""
+    names = [*RUN_OUTPUTS, *(f"{MATRIX_DIR}/{name}" for name in _EXPLAIN)]
+    removed = []
+    for path in [out / name for name in names] + ([Path(junit)] if junit else []):
+        if path.is_file():
+            path.unlink()
+            removed.append(str(path))
+    return removed

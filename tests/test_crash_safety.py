@@ -182,7 +182,7 @@ def runs(tmp_path_factory):
     # A: uninterrupted. Every run has the network guard.
     t0 = time.monotonic()
     a = subprocess.run(screen_cmd(tmp, "cacheA", "outA"), cwd=ROOT, capture_output=True, text=True,
-                       env=env, timeout=900)
+                       env=env)
     figures["run_a_s"] = round(time.monotonic() - t0, 1)
     assert a.returncode in (0, 1), a.stdout[-3000:] + a.stderr[-3000:]
     final_a = cache_files(tmp / "cacheA")
@@ -218,8 +218,7 @@ def runs(tmp_path_factory):
 
     # B'': the same command once more, left to finish.
     t0 = time.monotonic()
-    b3 = subprocess.run(screen_cmd(tmp, "cacheB", "outB"), cwd=ROOT, capture_output=True, text=True, env=env,
-                        timeout=900)
+    b3 = subprocess.run(screen_cmd(tmp, "cacheB", "outB"), cwd=ROOT, capture_output=True, text=True, env=env)
     figures["run_b3_s"] = round(time.monotonic() - t0, 1)
     assert b3.returncode == a.returncode, b3.stdout[-3000:] + b3.stderr[-3000:]
     final_b = cache_files(tmp / "cacheB")
@@ -258,7 +257,7 @@ def kill_when(tmp: Path, env: dict, ready, log_name: str):
                             env=env, start_new_session=True)
     found = None
     try:
-        while proc.poll() is None and time.monotonic() - t0 < 600 and found is None:
+        while proc.poll() is None and found is None:  # events: the file reached its state, or the run ended
             found = ready(tmp / "cacheB")
             time.sleep(0.02)
     finally:

@@ -39,7 +39,7 @@ def screen(tmp, out, *args, strict=False, judge_cells="always", labels_text=SMOL
     cmd = [sys.executable, "-m", "pytest", "screens/", "-p", "no:randomly", f"--models={models}",
            f"--cache-dir={tmp / 'cache'}", f"--output-dir={out}", *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1500)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
 
 
 def read_csv(path):
@@ -188,7 +188,7 @@ def test_cli_checkpoint_and_baseline(first_run):
 def test_bad_input_is_one_line_and_exit_code_4(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", f"--checkpoint={tmp_path / 'nope.gguf'}",
                            "--baseline=embedded:smollm2", f"--output-dir={tmp_path / 'o'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 4
     assert "nope.gguf: does not exist; fix:" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
 
@@ -203,7 +203,7 @@ def test_hf_folders_through_the_cli(tmp_path):
                            "--model-id=tiny", "--n-harmful=4", "--n-harmless=2", "--n-quality=2", "--n-benign=2",
                            "--no-judge",
                            "--max-new-tokens=4", f"--cache-dir={tmp_path / 'cache'}", f"--output-dir={tmp_path / 'o'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, capture_output=True, text=True)
     # 4 prompts to a random-weight model that never refuses: no cell can be certified, so the run exits 1
     assert proc.returncode == 1 and "NOT CERTIFIED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
     cells = read_csv(tmp_path / "o" / "cells.csv")
@@ -237,7 +237,7 @@ def test_gptq_and_awq_folders_screen_with_no_extra_flags(foreign_gptq_awq):
                            "--baseline=embedded:smollm2", "--n-harmful=6", "--n-harmless=3", "--n-quality=4",
                            "--n-benign=3", "--no-judge",
                            "--max-new-tokens=24", f"--cache-dir={tmp / 'cache'}", f"--output-dir={tmp / 'o'}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+                          cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-2000:]
     cells = {c["cell_id"]: c for c in read_csv(tmp / "o" / "cells.csv")}
     assert set(cells) == {"smollm2-135m-baseline-transformers", "smollm2-135m-GPTQ-W4G64", "smollm2-135m-AWQ-W4G64"}

@@ -341,7 +341,7 @@ def test_screens_stop_with_a_usage_error_when_the_judge_endpoint_is_down(tmp_pat
     proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", f"--checkpoint={smollm2_path}",
                            "--baseline=embedded:smollm2", f"--judge-endpoint=http://127.0.0.1:{_free_port()}/v1",
                            f"--output-dir={tmp_path / 'o'}", f"--cache-dir={tmp_path / 'c'}"],
-                          cwd=root, capture_output=True, text=True, timeout=300)
+                          cwd=root, capture_output=True, text=True)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "(judge endpoint) is unreachable" in proc.stderr and "Traceback" not in proc.stderr
 

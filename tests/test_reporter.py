@@ -117,7 +117,7 @@ def small_session(tmp_path_factory):
             f"--output-dir={folder / 'out'}", f"--cache-dir={folder / 'cache'}", f"--matrix={folder / 'small.csv'}",
             f"--models={folder / 'floor_q4.yaml'}"]
     done = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+                          check=False)
     return done.returncode, done.stdout, _cases(folder / "out" / "junit.xml")
 
 
