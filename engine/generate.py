@@ -2,13 +2,13 @@
 
 Batches are a fixed partition of the prompt set (sorted by prompt length, then index, in batches of equal size), so a
 batch's composition, and therefore its greedy output, does not depend on which worker runs it or on what was cached
-before. Within a batch, a sequence leaves as soon as it emits a stop token (`greedy_decode`), so a refusal that ends
+before (transformers caches a batch at a time; llama.cpp, one sequence at a time, caches each reply as it finishes). Within a batch, a sequence leaves as soon as it emits a stop token (`greedy_decode`), so a refusal that ends
 after 20 tokens no longer rides along to the token limit of the batch's longest answer. BENCHMARKS.md has the
 measurements behind each choice.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from quantscreen.engine.cache import CachedResponse, ResponseStore
 from quantscreen.engine.progress import LineProgress
@@ -18,6 +18,7 @@ from quantscreen.records.errors import ModelRunError, ScreenInputError
 # What produces a batch's tokens (transformers), in the response cache key: batch shapes and row order change float
 # sums, so a change of algorithm starts new cache files instead of mixing outputs of two decoders.
 DECODER = "balanced-batches+drop-finished/1"
+VERIFIER = "draft-verified/1"  # paired verification (engine.draft), in the cache key the same way
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,31 @@ class DecodingSettings:
     device: str = "cpu"
     system_prompt: str | None = None
     engine: str = "transformers"
+    # Paired verification: the response-cache key of the baseline replies drafted from (engine.draft); None: plain
+    # greedy decoding. The drafts decide the batch shapes, so their source is part of this cache's key.
+    drafts_from: str | None = None
+    # llama.cpp's kernels: flash attention and no repacked weights, under which paired verification's batches give
+    # one-token decoding's floats exactly (engine.llamacpp); baseline and cells of a verified run both use them
+    batch_invariant: bool = False
 
     def key_parts(self) -> dict:
         parts = asdict(self)
         parts["device"] = self.device.split(":")[0]  # cuda:0 and cuda:1 compute alike; cpu and cuda do not
         parts["greedy"] = True
         parts["decoder"] = DECODER if self.engine == "transformers" else "one sequence at a time"
+        if not self.batch_invariant:
+            del parts["batch_invariant"]  # the default kernels keep the keys (and caches) they always had
+        if self.drafts_from is None:
+            del parts["drafts_from"]
+        else:
+            from quantscreen.engine.draft import DraftPolicy
+
+            parts["decoder"] = f"{VERIFIER} ({parts['decoder']} when no draft)"
+            parts["draft_policy"] = DraftPolicy().key_parts()
         return parts
+
+    def plain(self) -> "DecodingSettings":
+        return replace(self, drafts_from=None)
 
 
 def render(tok, prompt: str, system_prompt: str | None) -> str:
@@ -78,11 +97,14 @@ def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 def generate(load_model, prompts: list[str], settings: DecodingSettings, store: ResponseStore,
-             label: str, tokenizer, progress=None) -> list[CachedResponse]:
+             label: str, tokenizer, progress=None, drafts: list[CachedResponse] | None = None) -> list[CachedResponse]:
     """Responses for every prompt: cached ones are reused, missing batches are generated and appended.
 
-    `load_model` is called only when something is missing, so a warm cache never loads weights.
+    `load_model` is called only when something is missing, so a warm cache never loads weights. `drafts`: the
+    baseline's replies in prompt order, checked as drafts (paired verification) when `settings.drafts_from` says so.
     """
+    if (drafts is None) != (settings.drafts_from is None):
+        raise ValueError("drafts and settings.drafts_from go together")
     digests = prompt_digests(prompts)
     done = store.load(digests)
     texts = [render(tokenizer, p, settings.system_prompt) for p in prompts]
@@ -90,28 +112,41 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
     todo = [b for b in plan_batches(lengths, settings.batch_size) if any(i not in done for i in b)]
     if todo:
         model = load_model()
-        _generate_batches(model, tokenizer, texts, digests, todo, settings, store, done, label, progress)
+        _generate_batches(model, tokenizer, texts, digests, todo, settings, store, done, label, progress, drafts)
     return [done[i] for i in range(len(prompts))]
 
 
-def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress) -> None:
-    n_missing = sum(len(b) for b in batches)
+def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress, drafts) -> None:
+    llama = hasattr(model, "complete")  # llama.cpp regenerates only the missing replies, transformers whole batches
+    n_missing = sum(i not in done if llama else 1 for b in batches for i in b)
     bar = (progress or LineProgress)(f"generating {label}", n_missing)
     try:
-        if hasattr(model, "complete"):  # llama.cpp: one sequence at a time (BENCHMARKS.md: batching it gained
-            for k, batch in enumerate(batches):  # nothing on CPU); a batch is the unit of caching
-                entries = []
-                for j, i in enumerate(batch):
-                    text, n, finished = model.complete(texts[i], settings.max_new_tokens, label,
-                                                       check_logits=k == 0 and j == 0)
-                    entries.append(CachedResponse(i, digests[i], text, n, finished))
-                store.append(entries)
-                done.update({e.index: e for e in entries})
-                bar.update(len(batch))
+        if llama:  # one sequence at a time, each reply cached as it finishes
+            first = True
+            for i in (i for batch in batches for i in batch if i not in done):
+                entry = _complete_one(model, texts[i], digests[i], i, settings, label, first,
+                                      None if drafts is None else drafts[i])
+                first = False
+                store.append([entry])
+                done[i] = entry
+                bar.update(1)
         else:
+            if drafts is not None:
+                raise ValueError("paired verification runs in the llama.cpp engine only")
             _generate_torch_batches(model, tok, texts, digests, batches, settings, store, done, label, bar)
     finally:
         bar.close()
+
+
+def _complete_one(model, text: str, digest: str, i: int, settings: DecodingSettings, label: str, check: bool,
+                  draft: CachedResponse | None) -> CachedResponse:
+    if draft is None:
+        reply, n, finished = model.complete(text, settings.max_new_tokens, label, check_logits=check)
+        return CachedResponse(i, digest, reply, n, finished)
+    reference = model.reply_ids(draft.response, draft.finished)
+    reply, n, finished, stats = model.complete_verified(text, reference, settings.max_new_tokens, label,
+                                                        check_logits=check)
+    return CachedResponse(i, digest, reply, n, finished, verify=stats.figures())
 
 
 def _generate_torch_batches(model, tok, texts, digests, batches, settings, store, done, label, bar) -> None:
@@ -120,13 +155,16 @@ def _generate_torch_batches(model, tok, texts, digests, batches, settings, store
     stops = stop_token_ids(model, tok)
     fast = supports_greedy_decode(model)
     first = True
-    for batch in batches:
+    for k, batch in enumerate(batches):
+        def on_step(step: int, k=k) -> None:  # a batch can take minutes: say which token it is on
+            bar.tick(f"batch {k + 1}/{len(batches)} of {len(batch)} prompts at token {step}/{settings.max_new_tokens}")
+
         enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True,
                   add_special_tokens=False).to(settings.device)
         with torch.inference_mode():
             if fast:
                 new = greedy_decode(model, enc.input_ids, enc.attention_mask, settings.max_new_tokens, stops,
-                                    check_label=label if first else None)
+                                    check_label=label if first else None, on_step=on_step)
             else:
                 if first:
                     _check_finite_logits(model(**enc).logits[:, -1, :], label)
@@ -174,10 +212,11 @@ def supports_greedy_decode(model) -> bool:
 
 
 def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stops: list[int],
-                  check_label: str | None = None) -> list[list[int]]:
+                  check_label: str | None = None, on_step=None) -> list[list[int]]:
     """Pure greedy continuation (argmax, no penalties) of each left-padded row, up to and including its first stop
     token or `max_new_tokens` tokens. A row that stops leaves the batch: its key/value cache rows are dropped, so
     later steps compute only the rows still generating. `check_label`: check the first logits are finite.
+    `on_step(step)`: called after each token, for progress.
     """
     import torch
     from transformers import DynamicCache
@@ -198,6 +237,8 @@ def greedy_decode(model, input_ids, attention_mask, max_new_tokens: int, stops: 
     rows = list(range(n_rows))  # original row of each row still generating
     out: list[list[int]] = [[] for _ in range(n_rows)]
     for step in range(max_new_tokens):
+        if on_step is not None:
+            on_step(step)
         token = logits.argmax(-1)
         for row, t in zip(rows, token.tolist()):
             out[row].append(t)

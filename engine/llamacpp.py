@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from quantscreen.records.errors import ModelRunError, ScreenInputError
@@ -25,21 +26,64 @@ def version() -> str:
     return f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}"
 
 
+def kernels() -> str:
+    """The CPU features llama.cpp's kernels use here (`llama_print_system_info`): a portable build reports its
+    compile-time set (AVX2 on the default build), a `GGML_CPU_ALL_VARIANTS` build the variant it loaded for this CPU."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    feats = [part.split(":")[-1].split("=")[0].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    return " ".join(feats) or info.strip()
+
+
+@dataclass
+class VerifyStats:
+    """How a verified reply was reached: forward passes, drafted and accepted tokens, and the tokens it shares with
+    its reference from the start (the accepted-prefix figure of cells.csv)."""
+    steps: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    prefix_tokens: int = 0
+    reference_tokens: int = 0
+    near_ties: int = 0  # batched positions evaluated again alone because their top two logits were too close
+
+    def figures(self) -> dict:
+        return {"steps": self.steps, "drafted": self.drafted, "accepted": self.accepted,
+                "prefix_tokens": self.prefix_tokens, "reference_tokens": self.reference_tokens,
+                "near_ties": self.near_ties}
+
+
 class LlamaCppModel:
     """One GGUF loaded in llama.cpp; `complete` decodes greedily until an end-of-generation token or the limit."""
 
-    def __init__(self, path: Path, device: str = "cpu", n_ctx: int = 2048, threads: int | None = None):
+    def __init__(self, path: Path, device: str = "cpu", n_ctx: int = 2048, threads: int | None = None,
+                 batch_invariant: bool = False):
+        """`batch_invariant`: flash attention on and no repacked weight layouts, under which a batch of up to 5
+        tokens gives the logits of one-token decoding exactly on a CPU (bench/llamacpp_numerics.py); slower."""
         import llama_cpp
+        import llama_cpp.llama as llama_module
 
         self._llama_cpp = llama_cpp
+        default = llama_cpp.llama_model_default_params
+        if batch_invariant:  # llama_cpp.Llama takes no argument for it: its default model parameters, while loading
+            def params():
+                p = default()
+                p.use_extra_bufts = False
+                return p
+            llama_module.llama_cpp.llama_model_default_params = params
         try:
             self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
-                                       n_gpu_layers=-1 if device.startswith("cuda") else 0, seed=0, verbose=False)
+                                       n_gpu_layers=-1 if device.startswith("cuda") else 0, seed=0, verbose=False,
+                                       flash_attn=batch_invariant)
         except Exception as exc:  # llama.cpp raises ValueError("Failed to load model from file") and friends
             raise ScreenInputError(path, f"llama.cpp could not load it ({type(exc).__name__}: {exc})",
                                    "check the file is a complete GGUF of an architecture llama.cpp supports, "
                                    "or set engine: transformers for this model") from None
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = default
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._batch, self._batch_size = None, 0
         self.n_ctx = n_ctx
 
     def is_eog(self, token: int) -> bool:
@@ -62,6 +106,142 @@ class LlamaCppModel:
                 break
         text_out = self.llm.detokenize(out).decode("utf-8", errors="replace").strip()
         return text_out, len(out), finished
+
+    def complete_verified(self, text: str, reference: list[int], max_new_tokens: int, label: str,
+                          check_logits: bool = False, policy=None) -> tuple[str, int, bool, VerifyStats]:
+        """The reply plain greedy decoding gives, checked against drafts rather than decoded token by token.
+
+        `reference`: the tokens expected (the baseline's reply, its stop token last when it stopped). Each step
+        evaluates the reply's last token and a draft (`engine.draft.DraftSource`) in one batch with logits at every
+        position, keeps the draft up to the first token that is not the argmax, takes that argmax as the next token,
+        and drops the rejected tail from the KV cache. With no draft a step is plain one-token decoding.
+
+        llama.cpp does not promise the same floats for a batch of one and a batch of many: with its default CPU
+        kernels they differ by up to about 0.9 logits, so a near-tie can resolve otherwise than in plain decoding.
+        Loaded `batch_invariant` and drafting at most 4 tokens a step (DraftPolicy's defaults), the batches give
+        one-token decoding's logits exactly (bench/llamacpp_numerics.py; tests/test_verification.py). For other
+        kernels, `policy.min_margin` > 0 leaves a batched position whose top two logits are closer than that
+        undecided: the token before it is evaluated again alone, as plain decoding would.
+        """
+        from quantscreen.engine.draft import DraftPolicy, DraftSource, common_prefix
+
+        policy = policy or DraftPolicy()
+        ids = self._prompt_ids(text, max_new_tokens, label)
+        source = DraftSource(reference, ids, policy)
+        stats = VerifyStats()
+        nxt = self._eval_prompt(ids)  # argmax after the prompt, from the same batches plain decoding uses
+        if check_logits:
+            self._check_finite(label)
+        out: list[int] = []
+        finished = alone = False
+        while True:
+            if not alone:  # `nxt` is decided: it joins the reply (it is not in the KV cache yet)
+                if self.is_eog(nxt):
+                    finished = True
+                    break
+                out.append(nxt)
+                if len(out) >= max_new_tokens:
+                    break
+            draft = [] if alone else source.propose(out, max_new_tokens - len(out) + 1)  # +1: a drafted stop
+            past = self.llm.n_tokens
+            predicted, margins = self._decode_all([out[-1]] + draft)
+            stats.steps += 1
+            stats.drafted += len(draft)
+            if not draft:  # a batch of one: plain decoding's own step
+                alone, nxt = False, int(predicted[0])
+                continue
+            row = 0  # rows 0..row-1 are decided and confirmed their drafted token
+            while row < len(draft) and margins[row] >= policy.min_margin and int(predicted[row]) == draft[row]:
+                row += 1
+            kept = draft[:row]
+            stats.accepted += row
+            stop = next((k for k, t in enumerate(kept) if self.is_eog(t)), None)
+            if stop is not None:  # the drafted stop token was the argmax: the reply ends there
+                out.extend(kept[:stop])
+                finished = True
+                break
+            out.extend(kept[:max_new_tokens - len(out)])
+            if len(out) >= max_new_tokens:
+                break
+            if margins[row] >= policy.min_margin:  # row decided: its argmax is the next token
+                self._truncate(past + 1 + row)  # the rejected tail leaves the KV cache
+                alone, nxt = False, int(predicted[row])
+            else:  # a near-tie: evaluate the reply's last token again, alone, as plain decoding does
+                self._truncate(past + row)
+                alone = True
+                stats.near_ties += 1
+        # the KV cache keeps the prompt and the evaluated reply tokens, nothing of a last, unchecked draft
+        self._truncate(common_prefix(list(self.llm.input_ids[:self.llm.n_tokens]), ids + out))
+        reference = [t for t in reference if not self.is_eog(t)]
+        stats.prefix_tokens, stats.reference_tokens = common_prefix(out, reference), len(reference)
+        text_out = self.llm.detokenize(out).decode("utf-8", errors="replace").strip()
+        return text_out, len(out), finished, stats
+
+    def reply_ids(self, reply: str, finished: bool) -> list[int]:
+        """A cached reply as tokens of this model, its stop token last when it stopped: a draft (a reply stored as
+        text need not re-tokenize to the very tokens it was decoded from; a draft only has to be likely)."""
+        ids = self.token_ids(reply) if reply else []
+        if finished:
+            eot = self._llama_cpp.llama_vocab_eot(self._vocab)
+            ids.append(eot if eot >= 0 else self._llama_cpp.llama_vocab_eos(self._vocab))
+        return ids
+
+    def can_verify(self) -> bool:
+        """Verification drops a rejected draft from the KV cache; recurrent and hybrid models cannot do that."""
+        return not (getattr(self.llm, "_is_recurrent", False) or getattr(self.llm, "_is_hybrid", False))
+
+    def _prompt_ids(self, text: str, max_new_tokens: int, label: str) -> list[int]:
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(ids) + max_new_tokens > self.n_ctx:
+            raise ModelRunError(label, f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds "
+                                   f"the llama.cpp context of {self.n_ctx}", "use shorter prompts or fewer new tokens")
+        return ids
+
+    def _eval_prompt(self, ids: list[int]) -> int:
+        """Evaluate `ids` after the longest prefix already in the KV cache (the shared chat-template opening is
+        not evaluated again); the argmax of the next token."""
+        import numpy as np
+
+        previous = self.llm.input_ids[:self.llm.n_tokens]
+        keep = 0
+        limit = min(len(previous), len(ids) - 1)  # always evaluate at least the last token
+        while keep < limit and previous[keep] == ids[keep]:
+            keep += 1
+        self._truncate(keep)
+        self.llm.eval(ids[keep:])  # in n_batch chunks, logits of the last token only, as plain decoding does
+        return int(np.argmax(self._last_logits()))
+
+    def _decode_all(self, tokens: list[int]):
+        """Evaluate `tokens` after the KV cache's contents with logits at every position: the argmax of each and its
+        margin over the runner-up (in logits)."""
+        import numpy as np
+
+        llama_cpp, n = self._llama_cpp, len(tokens)
+        if self._batch is None or self._batch_size < n:
+            if self._batch is not None:
+                llama_cpp.llama_batch_free(self._batch)
+            self._batch_size = max(n, 64)
+            self._batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
+        batch, past = self._batch, self.llm.n_tokens
+        batch.n_tokens = n
+        for i, t in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, past + i, 1, True
+            batch.seq_id[i][0] = 0
+        if llama_cpp.llama_decode(self.llm.ctx, batch) != 0:
+            raise ModelRunError("llama.cpp", f"llama_decode failed on a batch of {n} tokens at position {past}",
+                                "lower max_new_tokens or report the model to the project")
+        self.llm.input_ids[past:past + n] = tokens
+        self.llm.n_tokens = past + n
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.llm.ctx), shape=(n, self._n_vocab))
+        top2 = np.partition(logits, -2, axis=1)[:, -2:]
+        return logits.argmax(axis=1), top2[:, 1] - top2[:, 0]
+
+    def _truncate(self, n: int) -> None:
+        """Keep the first `n` tokens of the KV cache."""
+        if n < self.llm.n_tokens:
+            mem = self._llama_cpp.llama_get_memory(self.llm.ctx)
+            self._llama_cpp.llama_memory_seq_rm(mem, 0, n, -1)
+        self.llm.n_tokens = n
 
     def next_token_logprobs(self, text: str):
         """log-softmax of the next-token logits after `text`; the tokens it shares with the previous call's text
@@ -100,4 +280,7 @@ class LlamaCppModel:
                                    "the checkpoint is damaged; re-download or re-quantize it")
 
     def close(self) -> None:
+        if self._batch is not None:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
         self.llm.close()

@@ -106,12 +106,13 @@ def load_model(info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "flo
 
 
 def load_engine_model(engine: str, info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "float32",
-                      trust_remote_code: bool = False):
-    """The weights in the engine that generates with them: a transformers model or a `LlamaCppModel`."""
+                      trust_remote_code: bool = False, batch_invariant: bool = False):
+    """The weights in the engine that generates with them: a transformers model or a `LlamaCppModel`
+    (`batch_invariant`: llama.cpp kernels whose small batches compute what one-token decoding computes)."""
     if engine == "llamacpp":
         from quantscreen.engine.llamacpp import LlamaCppModel
 
-        return LlamaCppModel(info.path, device, threads=threads_per_worker())
+        return LlamaCppModel(info.path, device, threads=threads_per_worker(), batch_invariant=batch_invariant)
     return load_model(info, tok, device, dtype, trust_remote_code)
 
 

@@ -5,7 +5,9 @@ are generated a second time under another composition: with transformers, those 
 another batch size (half of min(main batch size, canary prompts), or 2 where that is 0), so every sequence shares its
 batch with other rows and other padding than in the main pass; with llama.cpp (one sequence at a time, whose
 prompt-prefix KV cache carries over from the previous prompt) a freshly loaded model, so a fresh context, in reversed
-order. Greedy
+order; under paired verification (llama.cpp cells decode from their baseline's replies as drafts, engine.draft) the
+second pass checks the first pass's replies as drafts in batched passes, so the canary measures the very difference
+between one-token and batched numerics that a verified cell's replies could carry. Greedy
 decoding is only reproducible if a reply does not depend on what was generated with or before it: the canary
 measures that, since every refusal delta assumes it.
 
@@ -87,11 +89,12 @@ def second_batch_size(batch_size: int, n: int) -> int:
 def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, progress=None) -> CanaryResult:
     """The canary of one baseline measurement (`verdicts.cell.CellMeasurement` with its harmful responses)."""
     import gc
+    from dataclasses import replace
 
     from quantscreen.engine.cache import ResponseStore
     from quantscreen.engine.generate import DecodingSettings, generate, prompt_digests
     from quantscreen.engine.loader import load_engine_model, load_tokenizer
-    from quantscreen.pipeline.measure import response_key
+    from quantscreen.pipeline.measure import decoding_settings, response_key
 
     harmful = prompt_sets["harmful"]
     n = min(plan.canary_prompts, len(harmful))
@@ -101,14 +104,20 @@ def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, 
     indices = list(range(n))[::-1]  # reversed: another order in every engine
     prompts = [harmful.prompts[i] for i in indices]
     first = [baseline.responses["harmful"][i].response for i in indices]
-    settings = DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
-                                device=ws.device, system_prompt=model.system_prompt, engine=engine)
+    settings = decoding_settings(model, plan, ws, engine)
     if engine == "transformers":
         settings = DecodingSettings(**{**settings.__dict__, "batch_size": second_batch_size(plan.batch_size, n)})
         composition = (f"the first {n} alone in reversed order at batch size {settings.batch_size}; main pass: all "
                        f"{len(harmful)} at batch size {plan.batch_size}")
     else:
         composition = f"the first {n} in reversed order, in a freshly loaded llama.cpp model with a fresh context"
+    drafts = None
+    if plan.paired_verification and engine == "llamacpp":  # the path a verified cell takes, on the baseline itself
+        drafts = [baseline.responses["harmful"][i] for i in indices]
+        settings = replace(settings, drafts_from=ResponseStore(ws.cache_dir, response_key(
+            baseline.checkpoint["sha256"], harmful.digest, settings, model.chat_template)).key)
+        composition += ("; each reply checked against the first pass's as a draft in batched passes, as a cell's "
+                        "paired verification checks its baseline's")
     key = {**response_key(baseline.checkpoint["sha256"], harmful.digest, settings, model.chat_template),
            "canary": {"version": CANARY_VERSION, "prompts": n, "order": "reversed",
                       "fresh_context": engine != "transformers"}}
@@ -121,12 +130,13 @@ def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, 
 
     def load_model():
         if "model" not in holder:
-            holder["model"] = load_engine_model(engine, info, tokenizer, ws.device, plan.dtype, ws.trust_remote_code)
+            holder["model"] = load_engine_model(engine, info, tokenizer, ws.device, plan.dtype, ws.trust_remote_code,
+                                                settings.batch_invariant)
         return holder["model"]
 
     try:
         second = generate(load_model, prompts, settings, store, f"{model.model_id}-baseline canary", tokenizer,
-                          progress)
+                          progress, drafts)
     finally:
         if hasattr(holder.get("model"), "close"):
             holder["model"].close()

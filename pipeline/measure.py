@@ -6,6 +6,7 @@ worker holds at most one model at a time and a warm re-run loads none.
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from pathlib import Path
 
 from quantscreen.engine import __version__, sources
@@ -27,21 +28,21 @@ def response_key(checkpoint_sha256: str, prompt_set_sha256: str, settings, chat_
 
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
             is_baseline: bool = False, progress=None, engine: str = "transformers",
-            info: CheckpointInfo | None = None) -> CellMeasurement:
+            info: CheckpointInfo | None = None, baseline: CellMeasurement | None = None) -> CellMeasurement:
     """The one pipeline function that measures a cell: responses (cached or generated), the classifier and regex
     records, quality, the mechanistic probes' capture and KLD, with the model loaded at most once and released before
-    returning. `info`: the checkpoint already resolved by the caller (it is resolved here otherwise). Over 60 lines:
-    the lazily loaded model, tokenizer and torch weights are closures shared by the steps, which is what keeps a
-    warm run from loading any model."""
+    returning. `info`: the checkpoint already resolved by the caller (it is resolved here otherwise). `baseline`: the
+    baseline's measurement, whose replies are this cell's drafts under paired verification. Over 60 lines: the lazily
+    loaded model, tokenizer and torch weights are closures shared by the steps, which is what keeps a warm run from
+    loading any model."""
     from quantscreen.engine.cache import ResponseStore
-    from quantscreen.engine.generate import DecodingSettings, generate, prompt_digests
+    from quantscreen.engine.generate import generate, prompt_digests
     from quantscreen.engine.loader import load_engine_model, load_tokenizer
 
     info = info or resolve_checkpoint(model, spec, ws)
     label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline-{engine}"
     digest = ws.checkpoint_digest(info)
-    settings = DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
-                                device=ws.device, system_prompt=model.system_prompt, engine=engine)
+    settings = decoding_settings(model, plan, ws, engine)
     holder: dict = {}
     tokenizer = None
 
@@ -54,7 +55,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
     def load_model():
         if "model" not in holder:
             holder["model"] = load_engine_model(engine, info, get_tokenizer(), ws.device, plan.dtype,
-                                                ws.trust_remote_code)
+                                                ws.trust_remote_code, settings.batch_invariant)
         return holder["model"]
 
     def load_torch():  # probes and KLD read logits and activations through torch (a GGUF is dequantized)
@@ -71,14 +72,19 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
         kld_baseline, kld_error = _kld_baseline(model, plan, ws, progress)
     try:
         for role, ps in prompt_sets.items():
-            store = ResponseStore(ws.cache_dir, response_key(digest, ps.digest, settings, model.chat_template))
+            role_settings, drafts = settings, None
+            if verifies(plan, engine, baseline) and baseline.responses.get(role):
+                drafts = list(baseline.responses[role])
+                role_settings = replace(settings, drafts_from=ResponseStore(ws.cache_dir, response_key(
+                    baseline.checkpoint["sha256"], ps.digest, settings, model.chat_template)).key)
+            store = ResponseStore(ws.cache_dir, response_key(digest, ps.digest, role_settings, model.chat_template))
             found = store.load(prompt_digests(list(ps.prompts)))
             if len(found) == len(ps):  # warm: no tokenizer, no model
                 responses[role] = [found[i] for i in range(len(ps))]
                 continue
             try:
-                responses[role] = generate(load_model, list(ps.prompts), settings, store, f"{label} {role}",
-                                           get_tokenizer(), progress)
+                responses[role] = generate(load_model, list(ps.prompts), role_settings, store, f"{label} {role}",
+                                           get_tokenizer(), progress, drafts)
             except ModelRunError as exc:
                 raise ModelRunError(f"{info.path} ({exc.subject})", exc.problem, exc.fix) from None
         if engine == "llamacpp" and "model" in holder:
@@ -99,13 +105,48 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
         checkpoint={"path": str(info.path), "format": info.format, "bits_per_weight": info.bits_per_weight,
                     "sha256": digest, "group_size": info.group_size, "made_by": info.made_by,
                     "architecture": info.architecture, "vocab_size": info.vocab_size, "bits": info.bits,
-                    "engine": engine, "loaded_by": engine_version(engine) + _kernel(info),
+                    "engine": engine, "loaded_by": engine_version(engine) + _kernel(info) + _cpu_kernels(engine, ws.device)
+                    + (", batch-invariant: flash attention, no repacked weights" if settings.batch_invariant else ""),
                     "tensor_types": ";".join(f"{k}:{v}" for k, v in info.tensor_types.items()),
                     "type_mix_sha256": info.type_mix_sha256, "derive": spec.derive or ""},
         records={**_probe_records(prompt_sets, responses, ws), **(kld.records() if kld is not None else {})},
         mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs},
         capture=capture, probe_error=probe_error, responses={role: tuple(rs) for role, rs in responses.items()},
-        kld_error=kld_error)
+        kld_error=kld_error, generation=verification_figures(responses))
+
+
+def decoding_settings(model: ModelSpec, plan: Plan, ws: Workspace, engine: str):
+    """How this model's replies are decoded (a baseline and its cells alike; engine.generate.DecodingSettings)."""
+    from quantscreen.engine.generate import DecodingSettings
+
+    return DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
+                            device=ws.device, system_prompt=model.system_prompt, engine=engine,
+                            batch_invariant=plan.paired_verification and engine == "llamacpp")
+
+
+def verifies(plan: Plan, engine: str, baseline: CellMeasurement | None) -> bool:
+    """Paired verification applies to a llama.cpp cell measured after its baseline (engine.draft)."""
+    return plan.paired_verification and engine == "llamacpp" and baseline is not None
+
+
+def verification_figures(responses: dict) -> dict:
+    """cells.csv's paired-verification columns over every reply verified against its baseline's (all roles):
+    the share of the baseline's reply tokens the cell repeats from the start (a quality signal of its own: 1.0 is a
+    cell that says exactly what its baseline says), the share of drafted tokens accepted, and the reply tokens each
+    forward pass produced (1.0 is plain decoding). Empty for plain decoding."""
+    verified = [r for rs in responses.values() for r in rs if r.verify is not None]
+    if not verified:
+        return {}
+    stats = [r.verify for r in verified]
+    total = {k: sum(s[k] for s in stats) for k in stats[0]}
+    tokens = sum(r.n_tokens for r in verified)
+    return {"verified_replies": len(stats),
+            "accepted_prefix_share": total["prefix_tokens"] / total["reference_tokens"]
+            if total["reference_tokens"] else None,
+            "replies_as_baseline": sum(r.verify["prefix_tokens"] == r.verify["reference_tokens"] == r.n_tokens
+                                       for r in verified) / len(verified),
+            "draft_accepted_share": total["accepted"] / total["drafted"] if total["drafted"] else None,
+            "tokens_per_forward": tokens / total["steps"] if total["steps"] else None}
 
 
 def _kld_key(plan: Plan, ws: Workspace, digest: str) -> dict:
@@ -256,6 +297,20 @@ def _classifier_records(prompt_sets: dict, responses: dict, encoder: str, ws: Wo
                                                        [r.response for r in responses[role]], encoder, name=name,
                                                        head=head))
     return out
+
+
+def _cpu_kernels(engine: str, device: str) -> str:
+    """Which CPU kernels ran (cells.csv loaded_by): llama.cpp's feature set, or torch's CPU capability and oneDNN."""
+    if not device.startswith("cpu"):
+        return ""
+    if engine == "llamacpp":
+        from quantscreen.engine import llamacpp
+
+        return f" (CPU kernels: {llamacpp.kernels()})"
+    import torch
+
+    return (f" (CPU kernels: {torch.backends.cpu.get_cpu_capability()}, oneDNN "
+            f"{'on' if torch.backends.mkldnn.is_available() else 'off'})")
 
 
 def _kernel(info: CheckpointInfo) -> str:

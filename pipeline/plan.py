@@ -107,6 +107,9 @@ class Plan:
     batch_size: int = 128
     dtype: str = "float32"
     canary_prompts: int = 16  # harmful prompts the baseline generates twice (pipeline.canary); 0: off
+    # llama.cpp cells decode from their baseline's replies as drafts (engine.draft). Off by default: on a CPU a batch
+    # of 16 tokens costs about 8 one-token steps and its floats differ from them (BENCHMARKS.md, 2026-11-30)
+    paired_verification: bool = False
     prompts: dict = field(default_factory=dict)  # role -> PromptSpec
     origin: str = "models.yaml"
     probes: ProbeSettings = ProbeSettings()
@@ -308,6 +311,8 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
     for key in ("max_new_tokens", "batch_size", "dtype"):
         if overrides.value(key) is not None:
             decoding[key] = overrides.value(key)
+    if overrides.paired_verification:
+        decoding["paired_verification"] = True
     for role in _DEFAULT_SOURCES:
         if overrides.value(f"{role}_file"):
             prompts[role] = PromptSpec(role=role, source="file", file=str(Path(overrides.value(f"{role}_file")).resolve()),

@@ -52,6 +52,7 @@ class Overrides:
     cache_dir: Path | None = None
     engine: str | None = None
     no_probes: bool = False
+    paired_verification: bool = False
     judge: bool = False
     no_judge: bool = False
     judge_endpoint: str | None = None

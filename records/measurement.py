@@ -23,6 +23,7 @@ class CellMeasurement:
     judgements: dict = field(default_factory=dict)  # role -> tuple of probes.refusal_judge.Judgement, prompt order
     judge: str | None = None  # which judge labelled them
     kld_error: str | None = None  # why the KLD pass (probes/kld.py) could not run
+    generation: dict = field(default_factory=dict)  # paired verification's figures (pipeline.measure), if it ran
 
     @property
     def instruments(self) -> tuple[str, ...]:

@@ -74,6 +74,9 @@ FLIP_RATE_COLUMNS = (  # refusals lost / baseline refusals, gained / baseline co
     "refusals_lost_rate_ci_high", "refusals_gained_rate", "refusals_gained_rate_ci_low", "refusals_gained_rate_ci_high",
 )
 CERTIFY_COLUMNS = ("certifiable", "cannot_certify", "cannot_certify_reason")  # verdicts.actions.CAUSES
+VERIFY_COLUMNS = (  # paired verification against the baseline's replies (pipeline.measure.verification_figures)
+    "verified_replies", "accepted_prefix_share", "replies_as_baseline", "draft_accepted_share", "tokens_per_forward",
+)
 CELL_COLUMNS = (
     "model", "quant", "cell_id", "is_baseline", "engine", "format", "bits", "group_size", "bits_per_weight",
     "tensor_types", "same_type_mix_as", "made_by", "loaded_by", "derive", "architecture", "checkpoint_path",
@@ -83,7 +86,8 @@ CELL_COLUMNS = (
     "refusals_lost", "refusals_gained", "mcnemar_p", "refusal_delta_ci_low_pp", "refusal_delta_ci_high_pp",
     "flip_noise", "mde_pp", "power_at_tolerance", "powered", *CERTIFY_COLUMNS, *CANARY_COLUMNS, *FLIP_RATE_COLUMNS,
     "regime_regex", "regime", "taxonomy_tags",
-    "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "mean_tokens_benign", "regex_version",
+    "mean_tokens_harmful", "mean_tokens_harmless", "mean_tokens_quality", "mean_tokens_benign", *VERIFY_COLUMNS,
+    "regex_version",
     "bertscore_version", "rouge_version", "coherence_version",
     "screen_hidden_danger", "screen_near_hidden_danger", "screen_refusal_drop", "screen_over_refusal", "screen_powered",
     "screen_benign_over_refusal", "screen_instruments_agree", "screen_refusal_template_stable",
@@ -124,6 +128,7 @@ def measurement_row(m: CellMeasurement, accuracy: dict | None = None) -> dict:
                     "kld_rest_mass": rec["kld_rest_mass"].value, "kld_n_positions": rec["kld_mean"].n,
                     "kld_version": rec["kld_mean"].version})
     row["kld_error"] = m.kld_error
+    row.update({k: m.generation.get(k) for k in VERIFY_COLUMNS})
     if "refusal_rate_classifier" in rec:
         classifier = rec["refusal_rate_classifier"]
         row.update({"refusal_rate_classifier_ci_low": classifier.ci_low,
