@@ -18,23 +18,6 @@ import time
 import record  # bench/record.py: appends to BENCHMARKS.md
 
 
-def load(path: str, flash_attn: bool, no_repack: bool):
-    import llama_cpp
-    import llama_cpp.llama as llama_module
-
-    default = llama_cpp.llama_model_default_params
-    if no_repack:  # llama_cpp.Llama has no argument for it: its default model parameters, edited while it loads
-        def params():
-            p = default()
-            p.use_extra_bufts = False
-            return p
-        llama_module.llama_cpp.llama_model_default_params = params
-    try:
-        return llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=2, seed=0, verbose=False, flash_attn=flash_attn)
-    finally:
-        llama_module.llama_cpp.llama_model_default_params = default
-
-
 class Decoder:
     def __init__(self, llm):
         import llama_cpp
@@ -76,7 +59,10 @@ def main() -> None:
         from paired_verification import derived
 
         args.checkpoint = str(derived("embedded:qwen2.5-coder-0.5b", "llamacpp:Q4_K_M"))
-    d = Decoder(load(args.checkpoint, args.flash_attn, args.no_repack))
+    from quantscreen.engine.llamacpp import load_llama
+
+    d = Decoder(load_llama(args.checkpoint, n_ctx=2048, threads=2, flash_attn=args.flash_attn,
+                           repack=not args.no_repack))
     sizes = (1, 2, 4, 5, 8, 16)
 
     def chat(p: str) -> list[int]:

@@ -18,6 +18,7 @@ from quantscreen.records.errors import ModelRunError, ScreenInputError
 # What produces a batch's tokens (transformers), in the response cache key: batch shapes and row order change float
 # sums, so a change of algorithm starts new cache files instead of mixing outputs of two decoders.
 DECODER = "balanced-batches+drop-finished/1"
+LLAMACPP_CONTEXT = 2048  # the llama.cpp engine's context window (engine.llamacpp.LlamaCppModel's n_ctx)
 VERIFIER = "draft-verified/1"  # paired verification (engine.draft), in the cache key the same way
 
 
@@ -96,12 +97,39 @@ def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return out
 
 
+def context_limit(settings: DecodingSettings, tokenizer) -> int | None:
+    """The most tokens a prompt and its reply may take: llama.cpp's context window, else the tokenizer's declared
+    maximum (None where it declares none)."""
+    declared = getattr(tokenizer, "model_max_length", None)
+    declared = declared if isinstance(declared, int) and 0 < declared < 10**7 else None
+    if settings.engine == "llamacpp":
+        return min(LLAMACPP_CONTEXT, declared or LLAMACPP_CONTEXT)
+    return declared
+
+
+def check_context(prompts: list[str], lengths: list[int], settings: DecodingSettings, tokenizer, where: str) -> None:
+    """Every rendered prompt plus max_new_tokens fits the context, checked before a model loads: one line naming the
+    prompt source, how many prompts are too long and the first of them."""
+    limit = context_limit(settings, tokenizer)
+    if limit is None:
+        return
+    over = [i for i, n in enumerate(lengths) if n + settings.max_new_tokens > limit]
+    if over:
+        i = over[0]
+        raise ScreenInputError(where, f"{len(over)} prompt(s) do not fit the context of {limit} tokens with "
+                               f"max_new_tokens {settings.max_new_tokens}: the first, prompt {i + 1} "
+                               f"({prompts[i][:40]!r}...), renders to {lengths[i]} tokens",
+                               "shorten or remove those prompts, or lower --max-new-tokens")
+
+
 def generate(load_model, prompts: list[str], settings: DecodingSettings, store: ResponseStore,
-             label: str, tokenizer, progress=None, drafts: list[CachedResponse] | None = None) -> list[CachedResponse]:
+             label: str, tokenizer, progress=None, drafts: list[CachedResponse] | None = None,
+             source: str | None = None) -> list[CachedResponse]:
     """Responses for every prompt: cached ones are reused, missing batches are generated and appended.
 
     `load_model` is called only when something is missing, so a warm cache never loads weights. `drafts`: the
     baseline's replies in prompt order, checked as drafts (paired verification) when `settings.drafts_from` says so.
+    `source`: where the prompts come from (a file), named by the error when one does not fit the context.
     """
     if (drafts is None) != (settings.drafts_from is None):
         raise ValueError("drafts and settings.drafts_from go together")
@@ -109,6 +137,7 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
     done = store.load(digests)
     texts = [render(tokenizer, p, settings.system_prompt) for p in prompts]
     lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+    check_context(prompts, lengths, settings, tokenizer, source or label)  # before any weights load
     todo = [b for b in plan_batches(lengths, settings.batch_size) if any(i not in done for i in b)]
     if todo:
         model = load_model()

@@ -36,6 +36,29 @@ def kernels() -> str:
     return " ".join(feats) or info.strip()
 
 
+def load_llama(path: str, n_ctx: int, threads: int, gpu_layers: int = 0, flash_attn: bool = False,
+               repack: bool = True):
+    """A `llama_cpp.Llama`, greedy-ready. `repack=False` keeps the weights in their file layout (llama.cpp's
+    `use_extra_bufts = false`), which llama_cpp.Llama takes no argument for: its default model parameters are
+    replaced while it loads."""
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    default = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = repack
+        return p
+
+    llama_module.llama_cpp.llama_model_default_params = params
+    try:
+        return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_gpu_layers=gpu_layers, seed=0,
+                               verbose=False, flash_attn=flash_attn)
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = default
+
+
 @dataclass
 class VerifyStats:
     """How a verified reply was reached: forward passes, drafted and accepted tokens, and the tokens it shares with
@@ -56,31 +79,24 @@ class VerifyStats:
 class LlamaCppModel:
     """One GGUF loaded in llama.cpp; `complete` decodes greedily until an end-of-generation token or the limit."""
 
-    def __init__(self, path: Path, device: str = "cpu", n_ctx: int = 2048, threads: int | None = None,
+    def __init__(self, path: Path, device: str = "cpu", n_ctx: int | None = None, threads: int | None = None,
                  batch_invariant: bool = False):
         """`batch_invariant`: flash attention on and no repacked weight layouts, under which a batch of up to 5
         tokens gives the logits of one-token decoding exactly on a CPU (bench/llamacpp_numerics.py); slower."""
         import llama_cpp
-        import llama_cpp.llama as llama_module
 
+        from quantscreen.engine.generate import LLAMACPP_CONTEXT
+
+        n_ctx = n_ctx or LLAMACPP_CONTEXT
         self._llama_cpp = llama_cpp
-        default = llama_cpp.llama_model_default_params
-        if batch_invariant:  # llama_cpp.Llama takes no argument for it: its default model parameters, while loading
-            def params():
-                p = default()
-                p.use_extra_bufts = False
-                return p
-            llama_module.llama_cpp.llama_model_default_params = params
         try:
-            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(),
-                                       n_gpu_layers=-1 if device.startswith("cuda") else 0, seed=0, verbose=False,
-                                       flash_attn=batch_invariant)
+            self.llm = load_llama(str(path), n_ctx=n_ctx, threads=threads or os.cpu_count(),
+                                  gpu_layers=-1 if device.startswith("cuda") else 0, flash_attn=batch_invariant,
+                                  repack=not batch_invariant)
         except Exception as exc:  # llama.cpp raises ValueError("Failed to load model from file") and friends
             raise ScreenInputError(path, f"llama.cpp could not load it ({type(exc).__name__}: {exc})",
                                    "check the file is a complete GGUF of an architecture llama.cpp supports, "
                                    "or set engine: transformers for this model") from None
-        finally:
-            llama_module.llama_cpp.llama_model_default_params = default
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._batch, self._batch_size = None, 0

@@ -84,7 +84,8 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                 continue
             try:
                 responses[role] = generate(load_model, list(ps.prompts), role_settings, store, f"{label} {role}",
-                                           get_tokenizer(), progress, drafts)
+                                           get_tokenizer(), progress, drafts,
+                                           source=f"{ps.source.path or ps.source.package} ({role} prompts)")
             except ModelRunError as exc:
                 raise ModelRunError(f"{info.path} ({exc.subject})", exc.problem, exc.fix) from None
         if engine == "llamacpp" and "model" in holder:

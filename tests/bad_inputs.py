@@ -86,6 +86,11 @@ def prompt_file(name: str, body: bytes, option: str = "--harmful-file") -> Calla
     return make
 
 
+def write(f: Path, body: bytes, option: str) -> list:
+    f.write_bytes(body)
+    return [f"{option}={f}"]
+
+
 def yaml_text(body: str) -> Callable[[Path], list]:
     def make(tmp: Path) -> list:
         f = tmp / "models.yaml"
@@ -292,6 +297,10 @@ CASES = [
          prompt_file("cols.csv", b"question\nhello\n"), "has no prompt column"),
     Case("quality-without-reference", "a quality prompt file without reference answers",
          prompt_file("q.csv", b"prompt\nhello\n", "--quality-file"), "need a reference answer column"),
+    Case("prompt-too-long-for-context", "a prompt that does not fit llama.cpp's context (found before any load)",
+         lambda t: [f"--checkpoint={smollm2()}", "--baseline=embedded:smollm2", *write(t / "long.csv", (
+             "prompt\nhello\n" + "tell me " * 1500 + "\n").encode(), "--harmful-file")],
+         "long.csv (harmful prompts): 1 prompt(s) do not fit the context of 2048 tokens", FAILED),
     Case("bad-jsonl-line", "a JSONL prompt file with a broken line",
          prompt_file("p.jsonl", b'{"prompt": "a"}\n{not json}\n'), "p.jsonl:2: is not valid JSON"),
     Case("bad-labelled-replies", "judge.accuracy names a labelled file with an unknown label", bad_labels,
