@@ -31,9 +31,27 @@ def kernels() -> str:
     compile-time set (AVX2 on the default build), a `GGML_CPU_ALL_VARIANTS` build the variant it loaded for this CPU."""
     import llama_cpp
 
+    ensure_backends()
     info = llama_cpp.llama_print_system_info().decode(errors="replace")
     feats = [part.split(":")[-1].split("=")[0].strip() for part in info.split("|") if part.strip().endswith("= 1")]
     return " ".join(feats) or info.strip()
+
+
+def ensure_backends() -> None:
+    """A llama.cpp built with `GGML_BACKEND_DL=ON` (e.g. `GGML_CPU_ALL_VARIANTS=ON`, whose CPU kernels are picked
+    for the machine at run time) keeps its backends in separate libraries that llama-cpp-python 0.3.36 does not load:
+    its wheel puts them in `<site-packages>/bin`. Load them from there once, if no backend is loaded yet."""
+    import ctypes
+
+    import llama_cpp
+
+    if llama_cpp.llama_print_system_info().strip():
+        return
+    load = llama_cpp.llama_cpp._lib.ggml_backend_load_all_from_path  # through libllama: the one ggml it links
+    load.argtypes, load.restype = [ctypes.c_char_p], None
+    for folder in (Path(llama_cpp.__file__).parent.parent / "bin", Path(llama_cpp.__file__).parent / "lib"):
+        if folder.is_dir():
+            load(str(folder).encode())
 
 
 def load_llama(path: str, n_ctx: int, threads: int, gpu_layers: int = 0, flash_attn: bool = False,
@@ -44,6 +62,7 @@ def load_llama(path: str, n_ctx: int, threads: int, gpu_layers: int = 0, flash_a
     import llama_cpp
     import llama_cpp.llama as llama_module
 
+    ensure_backends()
     default = llama_cpp.llama_model_default_params
 
     def params():
