@@ -2,13 +2,14 @@
 
 Batches are a fixed partition of the prompt set (sorted by prompt length, then index, in batches of equal size), so a
 batch's composition, and therefore its greedy output, does not depend on which worker runs it or on what was cached
-before (transformers caches a batch at a time; llama.cpp, one sequence at a time, caches each reply as it finishes). Within a batch, a sequence leaves as soon as it emits a stop token (`greedy_decode`), so a refusal that ends
-after 20 tokens no longer rides along to the token limit of the batch's longest answer. BENCHMARKS.md has the
+before (transformers caches a batch at a time; llama.cpp, one sequence at a time, caches each reply as it
+finishes). Within a batch, a sequence leaves as soon as it emits a stop token (`greedy_decode`), so a refusal that
+ends after 20 tokens no longer rides along to the token limit of the batch's longest answer. BENCHMARKS.md has the
 measurements behind each choice.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from quantscreen.engine.cache import CachedResponse, ResponseStore
 from quantscreen.engine.progress import LineProgress
@@ -52,9 +53,6 @@ class DecodingSettings:
             parts["decoder"] = f"{VERIFIER} ({parts['decoder']} when no draft)"
             parts["draft_policy"] = DraftPolicy().key_parts()
         return parts
-
-    def plain(self) -> "DecodingSettings":
-        return replace(self, drafts_from=None)
 
 
 def render(tok, prompt: str, system_prompt: str | None) -> str:
@@ -169,7 +167,7 @@ def _generate_batches(model, tok, texts, digests, batches, settings, store, done
 
 def _complete_one(model, text: str, digest: str, i: int, settings: DecodingSettings, label: str, check: bool,
                   draft: CachedResponse | None) -> CachedResponse:
-    if draft is None:
+    if draft is None or not model.can_verify():  # recurrent models cannot drop a rejected draft: plain decoding
         reply, n, finished = model.complete(text, settings.max_new_tokens, label, check_logits=check)
         return CachedResponse(i, digest, reply, n, finished)
     reference = model.reply_ids(draft.response, draft.finished)

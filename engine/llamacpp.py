@@ -125,10 +125,7 @@ class LlamaCppModel:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def complete(self, text: str, max_new_tokens: int, label: str, check_logits: bool = False) -> tuple[str, int, bool]:
-        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        if len(ids) + max_new_tokens > self.n_ctx:
-            raise ModelRunError(label, f"a prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds "
-                                   f"the llama.cpp context of {self.n_ctx}", "use shorter prompts or fewer new tokens")
+        ids = self._prompt_ids(text, max_new_tokens, label)
         out, finished = [], False
         for token in self.llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
             if check_logits and not out:
@@ -233,18 +230,20 @@ class LlamaCppModel:
         return ids
 
     def _eval_prompt(self, ids: list[int]) -> int:
-        """Evaluate `ids` after the longest prefix already in the KV cache (the shared chat-template opening is
-        not evaluated again); the argmax of the next token."""
+        """`_eval_after_cached_prefix`, then the argmax of the next token."""
         import numpy as np
 
-        previous = self.llm.input_ids[:self.llm.n_tokens]
-        keep = 0
-        limit = min(len(previous), len(ids) - 1)  # always evaluate at least the last token
-        while keep < limit and previous[keep] == ids[keep]:
-            keep += 1
-        self._truncate(keep)
-        self.llm.eval(ids[keep:])  # in n_batch chunks, logits of the last token only, as plain decoding does
+        self._eval_after_cached_prefix(ids)
         return int(np.argmax(self._last_logits()))
+
+    def _eval_after_cached_prefix(self, ids: list[int]) -> None:
+        """Evaluate `ids` after the longest prefix already in the KV cache (a shared chat-template or rubric opening
+        is not evaluated again), in n_batch chunks with logits of the last token only, as plain decoding does."""
+        from quantscreen.engine.draft import common_prefix
+
+        keep = min(common_prefix(list(self.llm.input_ids[:self.llm.n_tokens]), ids), len(ids) - 1)  # >= 1 token
+        self._truncate(keep)
+        self.llm.eval(ids[keep:])
 
     def _decode_all(self, tokens: list[int]):
         """Evaluate `tokens` after the KV cache's contents with logits at every position: the argmax of each and its
@@ -287,13 +286,7 @@ class LlamaCppModel:
         if len(ids) >= self.n_ctx:
             raise ScreenInputError("judge", f"a judge prompt of {len(ids)} tokens exceeds the llama.cpp context of "
                                    f"{self.n_ctx}", "judge shorter replies")
-        previous = self.llm.input_ids[:self.llm.n_tokens]
-        keep = 0
-        limit = min(len(previous), len(ids) - 1)  # always evaluate at least the last token
-        while keep < limit and previous[keep] == ids[keep]:
-            keep += 1
-        self.llm.n_tokens = keep
-        self.llm.eval(ids[keep:])
+        self._eval_after_cached_prefix(ids)
         return log_softmax(self._last_logits())
 
     def token_ids(self, text: str) -> list[int]:

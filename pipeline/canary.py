@@ -89,12 +89,11 @@ def second_batch_size(batch_size: int, n: int) -> int:
 def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, progress=None) -> CanaryResult:
     """The canary of one baseline measurement (`verdicts.cell.CellMeasurement` with its harmful responses)."""
     import gc
-    from dataclasses import replace
 
     from quantscreen.engine.cache import ResponseStore
     from quantscreen.engine.generate import DecodingSettings, generate, prompt_digests
     from quantscreen.engine.loader import load_engine_model, load_tokenizer
-    from quantscreen.pipeline.measure import decoding_settings, response_key
+    from quantscreen.pipeline.measure import decoding_settings, drafting_from, response_key
 
     harmful = prompt_sets["harmful"]
     n = min(plan.canary_prompts, len(harmful))
@@ -114,8 +113,7 @@ def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, 
     drafts = None
     if plan.paired_verification and engine == "llamacpp":  # the path a verified cell takes, on the baseline itself
         drafts = [baseline.responses["harmful"][i] for i in indices]
-        settings = replace(settings, drafts_from=ResponseStore(ws.cache_dir, response_key(
-            baseline.checkpoint["sha256"], harmful.digest, settings, model.chat_template)).key)
+        settings = drafting_from(baseline, harmful.digest, settings, model, ws)
         composition += ("; each reply checked against the first pass's as a draft in batched passes, as a cell's "
                         "paired verification checks its baseline's")
     key = {**response_key(baseline.checkpoint["sha256"], harmful.digest, settings, model.chat_template),

@@ -75,8 +75,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
             role_settings, drafts = settings, None
             if verifies(plan, engine, baseline) and baseline.responses.get(role):
                 drafts = list(baseline.responses[role])
-                role_settings = replace(settings, drafts_from=ResponseStore(ws.cache_dir, response_key(
-                    baseline.checkpoint["sha256"], ps.digest, settings, model.chat_template)).key)
+                role_settings = drafting_from(baseline, ps.digest, settings, model, ws)
             store = ResponseStore(ws.cache_dir, response_key(digest, ps.digest, role_settings, model.chat_template))
             found = store.load(prompt_digests(list(ps.prompts)))
             if len(found) == len(ps):  # warm: no tokenizer, no model
@@ -123,6 +122,15 @@ def decoding_settings(model: ModelSpec, plan: Plan, ws: Workspace, engine: str):
     return DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
                             device=ws.device, system_prompt=model.system_prompt, engine=engine,
                             batch_invariant=plan.paired_verification and engine == "llamacpp")
+
+
+def drafting_from(baseline: CellMeasurement, prompt_set_sha256: str, settings, model: ModelSpec, ws: Workspace):
+    """`settings` checking drafts taken from `baseline`'s replies to a prompt set: keyed by their response store."""
+    from quantscreen.engine.cache import ResponseStore
+
+    key = ResponseStore(ws.cache_dir, response_key(baseline.checkpoint["sha256"], prompt_set_sha256, settings,
+                                                   model.chat_template)).key
+    return replace(settings, drafts_from=key)
 
 
 def verifies(plan: Plan, engine: str, baseline: CellMeasurement | None) -> bool:
