@@ -37,14 +37,21 @@ class DecodingSettings:
     # llama.cpp's kernels: flash attention and no repacked weights, under which paired verification's batches give
     # one-token decoding's floats exactly (engine.llamacpp); baseline and cells of a verified run both use them
     batch_invariant: bool = False
+    # A quantized KV cache (llama.cpp's K type, or K/V types: engine.llamacpp.KV_TYPES); for a served model, what its
+    # server was started with. llama.cpp runs a KV-cache cell and its baseline with flash attention (which a quantized
+    # V cache needs), so the one difference between them is the cache's type.
+    kv_cache: str | None = None
+    flash_attn: bool = False
 
     def key_parts(self) -> dict:
         parts = asdict(self)
         parts["device"] = self.device.split(":")[0]  # cuda:0 and cuda:1 compute alike; cpu and cuda do not
         parts["greedy"] = True
-        parts["decoder"] = DECODER if self.engine == "transformers" else "one sequence at a time"
-        if not self.batch_invariant:
-            del parts["batch_invariant"]  # the default kernels keep the keys (and caches) they always had
+        parts["decoder"] = {"transformers": DECODER, "openai": "the server's"}.get(self.engine,
+                                                                                   "one sequence at a time")
+        for name in ("batch_invariant", "kv_cache", "flash_attn"):
+            if not parts[name]:
+                del parts[name]  # the default kernels keep the keys (and caches) they always had
         if self.drafts_from is None:
             del parts["drafts_from"]
         else:
@@ -125,7 +132,8 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
              source: str | None = None) -> list[CachedResponse]:
     """Responses for every prompt: cached ones are reused, missing batches are generated and appended.
 
-    `load_model` is called only when something is missing, so a warm cache never loads weights. `drafts`: the
+    `load_model` is called only when something is missing, so a warm cache never loads weights. `tokenizer` None:
+    the prompts go as they are to a server that renders them (engine.served, api: chat). `drafts`: the
     baseline's replies in prompt order, checked as drafts (paired verification) when `settings.drafts_from` says so.
     `source`: where the prompts come from (a file), named by the error when one does not fit the context.
     """
@@ -133,9 +141,12 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
         raise ValueError("drafts and settings.drafts_from go together")
     digests = prompt_digests(prompts)
     done = store.load(digests)
-    texts = [render(tokenizer, p, settings.system_prompt) for p in prompts]
-    lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
-    check_context(prompts, lengths, settings, tokenizer, source or label)  # before any weights load
+    if tokenizer is None:  # a server that renders the conversation itself (engine.served, api: chat)
+        texts, lengths = list(prompts), [0] * len(prompts)
+    else:
+        texts = [render(tokenizer, p, settings.system_prompt) for p in prompts]
+        lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+        check_context(prompts, lengths, settings, tokenizer, source or label)  # before any weights load
     todo = [b for b in plan_batches(lengths, settings.batch_size) if any(i not in done for i in b)]
     if todo:
         model = load_model()
@@ -144,11 +155,18 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
 
 
 def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress, drafts) -> None:
-    llama = hasattr(model, "complete")  # llama.cpp regenerates only the missing replies, transformers whole batches
-    n_missing = sum(i not in done if llama else 1 for b in batches for i in b)
+    llama = hasattr(model, "complete")  # llama.cpp and servers regenerate only the missing replies, transformers
+    n_missing = sum(i not in done if llama else 1 for b in batches for i in b)  # whole batches
     bar = (progress or LineProgress)(f"generating {label}", n_missing)
     try:
-        if llama:  # one sequence at a time, each reply cached as it finishes
+        if hasattr(model, "complete_many"):  # a server: several requests in flight, each reply cached as it returns
+            missing = {i: texts[i] for batch in batches for i in batch if i not in done}
+            for i, (reply, n, finished) in model.complete_many(missing, settings.max_new_tokens, label):
+                entry = CachedResponse(i, digests[i], reply, n, finished)
+                store.append([entry])
+                done[i] = entry
+                bar.update(1)
+        elif llama:  # one sequence at a time, each reply cached as it finishes
             first = True
             for i in (i for batch in batches for i in batch if i not in done):
                 entry = _complete_one(model, texts[i], digests[i], i, settings, label, first,

@@ -54,11 +54,27 @@ def ensure_backends() -> None:
             load(str(folder).encode())
 
 
+# KV cache types llama.cpp runs on a CPU (ggml type ids); models.yaml's kv_cache names one for K and V alike, or K/V
+KV_TYPES = {"f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20}
+
+
+def kv_types(kv_cache: str | None) -> tuple[int | None, int | None]:
+    """(type_k, type_v) ggml ids for a kv_cache setting (`q8_0`, or `q8_0/f16` for K and V apart); None: f16."""
+    if not kv_cache:
+        return None, None
+    k, _, v = kv_cache.partition("/")
+    if k not in KV_TYPES or (v or k) not in KV_TYPES:
+        raise ScreenInputError(f"kv_cache: {kv_cache}", "is not a KV cache type llama.cpp runs",
+                               f"use one of {', '.join(KV_TYPES)} (or K/V apart, e.g. q8_0/f16)")
+    return KV_TYPES[k], KV_TYPES[v or k]
+
+
 def load_llama(path: str, n_ctx: int, threads: int, gpu_layers: int = 0, flash_attn: bool = False,
-               repack: bool = True):
+               repack: bool = True, kv_cache: str | None = None):
     """A `llama_cpp.Llama`, greedy-ready. `repack=False` keeps the weights in their file layout (llama.cpp's
     `use_extra_bufts = false`), which llama_cpp.Llama takes no argument for: its default model parameters are
-    replaced while it loads."""
+    replaced while it loads. `kv_cache`: the KV cache's types (`kv_types`); a quantized V cache needs flash
+    attention."""
     import llama_cpp
     import llama_cpp.llama as llama_module
 
@@ -72,8 +88,9 @@ def load_llama(path: str, n_ctx: int, threads: int, gpu_layers: int = 0, flash_a
 
     llama_module.llama_cpp.llama_model_default_params = params
     try:
+        type_k, type_v = kv_types(kv_cache)
         return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_gpu_layers=gpu_layers, seed=0,
-                               verbose=False, flash_attn=flash_attn)
+                               verbose=False, flash_attn=flash_attn, type_k=type_k, type_v=type_v)
     finally:
         llama_module.llama_cpp.llama_model_default_params = default
 
@@ -99,9 +116,10 @@ class LlamaCppModel:
     """One GGUF loaded in llama.cpp; `complete` decodes greedily until an end-of-generation token or the limit."""
 
     def __init__(self, path: Path, device: str = "cpu", n_ctx: int | None = None, threads: int | None = None,
-                 batch_invariant: bool = False):
+                 batch_invariant: bool = False, kv_cache: str | None = None, flash_attn: bool = False):
         """`batch_invariant`: flash attention on and no repacked weight layouts, under which a batch of up to 5
-        tokens gives the logits of one-token decoding exactly on a CPU (bench/llamacpp_numerics.py); slower."""
+        tokens gives the logits of one-token decoding exactly on a CPU (bench/llamacpp_numerics.py); slower.
+        `kv_cache`: a quantized KV cache (`kv_types`), `flash_attn`: flash attention (a quantized V cache needs it)."""
         import llama_cpp
 
         from quantscreen.engine.generate import LLAMACPP_CONTEXT
@@ -110,8 +128,11 @@ class LlamaCppModel:
         self._llama_cpp = llama_cpp
         try:
             self.llm = load_llama(str(path), n_ctx=n_ctx, threads=threads or os.cpu_count(),
-                                  gpu_layers=-1 if device.startswith("cuda") else 0, flash_attn=batch_invariant,
-                                  repack=not batch_invariant)
+                                  gpu_layers=-1 if device.startswith("cuda") else 0,
+                                  flash_attn=batch_invariant or flash_attn, repack=not batch_invariant,
+                                  kv_cache=kv_cache)
+        except ScreenInputError:
+            raise
         except Exception as exc:  # llama.cpp raises ValueError("Failed to load model from file") and friends
             raise ScreenInputError(path, f"llama.cpp could not load it ({type(exc).__name__}: {exc})",
                                    "check the file is a complete GGUF of an architecture llama.cpp supports, "

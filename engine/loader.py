@@ -57,7 +57,12 @@ def resolve_device(device: str) -> str:
 
 
 def load_tokenizer(info: CheckpointInfo, chat_template: str | None):
+    """The tokenizer whose chat template renders prompts; a served model's is its `tokenizer:` checkpoint's (None
+    under api: chat, where the server renders them)."""
     from transformers import AutoTokenizer
+
+    if info.kind == "served":
+        return None if info.tokenizer is None else load_tokenizer(info.tokenizer, chat_template)
 
     kwargs = {"gguf_file": info.path.name} if info.kind == "gguf" else {}
     try:
@@ -106,13 +111,21 @@ def load_model(info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "flo
 
 
 def load_engine_model(engine: str, info: CheckpointInfo, tok, device: str = "cpu", dtype: str = "float32",
-                      trust_remote_code: bool = False, batch_invariant: bool = False):
-    """The weights in the engine that generates with them: a transformers model or a `LlamaCppModel`
-    (`batch_invariant`: llama.cpp kernels whose small batches compute what one-token decoding computes)."""
+                      trust_remote_code: bool = False, batch_invariant: bool = False, system_prompt: str | None = None,
+                      kv_cache: str | None = None, flash_attn: bool = False):
+    """The weights in the engine that generates with them: a transformers model, a `LlamaCppModel`
+    (`batch_invariant`: llama.cpp kernels whose small batches compute what one-token decoding computes; `kv_cache`:
+    its KV cache types, `flash_attn`: flash attention), or a served model's client (`system_prompt`: what it sends under api: chat)."""
+    if engine == "openai":
+        return info.client(system_prompt)
     if engine == "llamacpp":
         from quantscreen.engine.llamacpp import LlamaCppModel
 
-        return LlamaCppModel(info.path, device, threads=threads_per_worker(), batch_invariant=batch_invariant)
+        return LlamaCppModel(info.path, device, threads=threads_per_worker(), batch_invariant=batch_invariant,
+                             kv_cache=kv_cache, flash_attn=flash_attn)
+    if kv_cache:
+        raise ScreenInputError(info.path, f"has kv_cache: {kv_cache}, which the transformers engine does not run",
+                               "screen KV-cache cells of a GGUF (llama.cpp) or of a served model")
     return load_model(info, tok, device, dtype, trust_remote_code)
 
 

@@ -86,8 +86,10 @@ def second_batch_size(batch_size: int, n: int) -> int:
     return min(batch_size, n) // 2 or 2
 
 
-def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, progress=None) -> CanaryResult:
-    """The canary of one baseline measurement (`verdicts.cell.CellMeasurement` with its harmful responses)."""
+def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, progress=None,
+               flash_attn: bool = False) -> CanaryResult:
+    """The canary of one baseline measurement (`verdicts.cell.CellMeasurement` with its harmful responses);
+    `flash_attn`: the baseline was measured with llama.cpp's flash attention (the baseline of KV-cache cells)."""
     import gc
 
     from quantscreen.engine.cache import ResponseStore
@@ -103,11 +105,14 @@ def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, 
     indices = list(range(n))[::-1]  # reversed: another order in every engine
     prompts = [harmful.prompts[i] for i in indices]
     first = [baseline.responses["harmful"][i].response for i in indices]
-    settings = decoding_settings(model, plan, ws, engine)
+    settings = decoding_settings(model, plan, ws, engine, flash_attn=flash_attn)
     if engine == "transformers":
         settings = DecodingSettings(**{**settings.__dict__, "batch_size": second_batch_size(plan.batch_size, n)})
         composition = (f"the first {n} alone in reversed order at batch size {settings.batch_size}; main pass: all "
                        f"{len(harmful)} at batch size {plan.batch_size}")
+    elif engine == "openai":
+        composition = (f"the first {n} in reversed order, sent to the server again ({info.concurrency} in flight); "
+                       f"main pass: all {len(harmful)}, {info.concurrency} in flight")
     else:
         composition = f"the first {n} in reversed order, in a freshly loaded llama.cpp model with a fresh context"
     drafts = None
@@ -129,7 +134,8 @@ def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, 
     def load_model():
         if "model" not in holder:
             holder["model"] = load_engine_model(engine, info, tokenizer, ws.device, plan.dtype, ws.trust_remote_code,
-                                                settings.batch_invariant)
+                                                settings.batch_invariant, settings.system_prompt, None,
+                                                settings.flash_attn)
         return holder["model"]
 
     try:

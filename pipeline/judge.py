@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import math
 
-import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
 from quantscreen.engine.cache import JsonlStore
+from quantscreen.engine.openai_client import OpenAIClient, Rejected
 from quantscreen.records.digest import sha256_json
 from quantscreen.records.config import JudgeSpec
 from quantscreen.records.errors import ScreenInputError
@@ -190,13 +188,15 @@ class EndpointJudge:
 
     Asked for one token at temperature 0 with its top log-probabilities: when the server returns them, the options'
     log-probabilities decide (as for a local judge); otherwise the answer text is parsed. Connection failures,
-    timeouts, 429 and 5xx answers are retried `retries` times with backoff; then the run stops with one line naming
-    the endpoint. A server that rejects the logprobs fields is asked again without them.
+    timeouts, 429 and 5xx answers are retried `retries` times with backoff (engine.openai_client); then the run stops
+    with one line naming the endpoint. A server that rejects the logprobs fields is asked again without them.
     """
 
     def __init__(self, spec: JudgeSpec, rubric: Rubric = RUBRIC):
         self.spec, self.rubric = spec, rubric
-        self.url = spec.endpoint.rstrip("/")
+        self.client = OpenAIClient(spec.endpoint, "judge endpoint", "judge.endpoint / --judge-endpoint",
+                                   spec.api_key_env, spec.timeout_s, spec.retries)
+        self.url = self.client.url
         self.batch_size = spec.batch_size
         self._served: str | None = None
         self._logprobs = True
@@ -204,65 +204,9 @@ class EndpointJudge:
     def describe(self) -> str:
         return f"endpoint judge {self.url} ({self.spec.model or self._served or 'served model'})"
 
-    def _headers(self) -> dict:
-        import os
-
-        headers = {"Content-Type": "application/json"}
-        if self.spec.api_key_env:
-            key = os.environ.get(self.spec.api_key_env)
-            if not key:
-                raise ScreenInputError(f"judge.api_key_env ({self.spec.api_key_env})", "is not set in the environment",
-                                       f"export {self.spec.api_key_env}=... or drop api_key_env")
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
-
-    def _request(self, path: str, body: dict | None = None) -> dict:
-        """GET (no body) or POST `path`'s JSON answer. Connection failures, timeouts, 429 and 5xx answers and answers
-        that are not JSON are retried `spec.retries` times with exponential backoff (0.5 s, 1 s, 2 s ... at most
-        8 s); any other 4xx raises _EndpointRejected at once."""
-        url = f"{self.url}{path}"
-        headers = self._headers()
-        retrying = Retrying(stop=stop_after_attempt(self.spec.retries + 1), wait=wait_exponential(0.5, max=8.0),
-                            retry=retry_if_exception_type(_EndpointFailing), reraise=True)
-        try:
-            return retrying(self._attempt, url, headers, body)
-        except _EndpointFailing as exc:
-            raise ScreenInputError(url, f"(judge endpoint) is unreachable or failing after {self.spec.retries + 1} "
-                                   f"tries ({exc})", "start the server (e.g. python -m llama_cpp.server --model FILE "
-                                   "--port 8080) or fix judge.endpoint / --judge-endpoint") from None
-        except httpx.InvalidURL as exc:
-            raise ScreenInputError(url, f"(judge endpoint) is not a valid URL ({exc})",
-                                   "fix judge.endpoint / --judge-endpoint (e.g. http://127.0.0.1:8080/v1)") from None
-
-    def _attempt(self, url: str, headers: dict, body: dict | None) -> dict:
-        """One request; _EndpointFailing (retried) or _EndpointRejected (not) when it fails."""
-        try:
-            resp = httpx.request("GET" if body is None else "POST", url, json=body, headers=headers,
-                                 timeout=self.spec.timeout_s, follow_redirects=True)
-        except httpx.RequestError as exc:  # connection refused or reset, timeouts, protocol errors
-            raise _EndpointFailing(f"{type(exc).__name__}: {exc}") from None
-        if not resp.is_success:
-            detail = resp.content.decode("utf-8", "replace")[:300].replace("\n", " ")
-            if resp.status_code == 429 or resp.status_code >= 500:
-                raise _EndpointFailing(f"HTTP {resp.status_code} {detail}")
-            raise _EndpointRejected(resp.status_code, detail)
-        try:
-            return resp.json()
-        except ValueError as exc:  # not JSON (or not UTF-8)
-            raise _EndpointFailing(f"answer is not JSON ({exc})") from None
-
     def open(self) -> None:
-        if self._served is not None:
-            return
-        try:
-            listed = self._request("/models")
-            models = [m.get("id") for m in listed.get("data", []) if isinstance(m, dict)]
-        except _EndpointRejected:
-            models = []
-        if self.spec.model and models and self.spec.model not in models:
-            raise ScreenInputError(self.url, f"(judge endpoint) does not serve model '{self.spec.model}' "
-                                   f"(it lists {models[:5]})", "set judge.model to one of them")
-        self._served = self.spec.model or (models[0] if models else "")
+        if self._served is None:
+            self._served = self.client.served_model(self.spec.model, "judge.model")
 
     def identity(self) -> dict:
         self.open()
@@ -278,8 +222,8 @@ class EndpointJudge:
         if self._logprobs:
             body.update({"logprobs": True, "top_logprobs": 10})
         try:
-            answer = self._request("/chat/completions", body)
-        except _EndpointRejected as exc:
+            answer = self.client.request("/chat/completions", body)
+        except Rejected as exc:
             if self._logprobs and exc.code == 400:
                 self._logprobs = False  # a server without logprobs support: read the text instead
                 return self._one(request, reply)
@@ -299,18 +243,8 @@ class EndpointJudge:
             return Judgement(j.label, j.probs, j.method, text.strip()[:200])
         return label_from_text(text, self.rubric)
 
-
-class _EndpointRejected(Exception):
-    def __init__(self, code: int, detail: str):
-        super().__init__(f"HTTP {code}")
-        self.code, self.detail = code, detail
-
-
-class _EndpointFailing(Exception):
-    """A failure worth retrying (connection, timeout, 429, 5xx, an answer that is not JSON); its text says which."""
-
-    def __init__(self, what: str):
-        super().__init__(" ".join(what.splitlines()))  # the run stops with one line
+    def close(self) -> None:
+        self.client.close()
 
 
 def _option_logprobs(choice: dict, rubric: Rubric = RUBRIC) -> dict[str, float] | None:

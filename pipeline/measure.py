@@ -28,11 +28,13 @@ def response_key(checkpoint_sha256: str, prompt_set_sha256: str, settings, chat_
 
 def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dict, ws: Workspace,
             is_baseline: bool = False, progress=None, engine: str = "transformers",
-            info: CheckpointInfo | None = None, baseline: CellMeasurement | None = None) -> CellMeasurement:
+            info: CheckpointInfo | None = None, baseline: CellMeasurement | None = None,
+            flash_attn: bool = False) -> CellMeasurement:
     """The one pipeline function that measures a cell: responses (cached or generated), the classifier and regex
     records, quality, the mechanistic probes' capture and KLD, with the model loaded at most once and released before
     returning. `info`: the checkpoint already resolved by the caller (it is resolved here otherwise). `baseline`: the
-    baseline's measurement, whose replies are this cell's drafts under paired verification. Over 60 lines: the lazily
+    baseline's measurement, whose replies are this cell's drafts under paired verification. `flash_attn`: llama.cpp
+    with flash attention (a KV-cache cell and its baseline). Over 60 lines: the lazily
     loaded model, tokenizer and torch weights are closures shared by the steps, which is what keeps a warm run from
     loading any model."""
     from quantscreen.engine.cache import ResponseStore
@@ -40,9 +42,13 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
     from quantscreen.engine.loader import load_engine_model, load_tokenizer
 
     info = info or resolve_checkpoint(model, spec, ws)
-    label = f"{model.model_id}-{spec.quant}" if not is_baseline else f"{model.model_id}-baseline-{engine}"
+    label = f"{model.model_id}-{spec.quant}" if not is_baseline else baseline_label(model, engine, flash_attn)
     digest = ws.checkpoint_digest(info)
-    settings = decoding_settings(model, plan, ws, engine)
+    settings = decoding_settings(model, plan, ws, engine, spec.kv_cache, flash_attn)
+    # what torch cannot see: a server's weights, or a KV cache's quantization (torch runs an f16 cache)
+    torch_blind = ("the replies come from a server; probes and KLD need the weights in this process"
+                   if engine == "openai" else "a quantized KV cache: torch, which the probes and KLD run in, would "
+                   "see the baseline's own weights and cache" if spec.kv_cache else None)
     holder: dict = {}
     tokenizer = None
 
@@ -55,7 +61,8 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
     def load_model():
         if "model" not in holder:
             holder["model"] = load_engine_model(engine, info, get_tokenizer(), ws.device, plan.dtype,
-                                                ws.trust_remote_code, settings.batch_invariant)
+                                                ws.trust_remote_code, settings.batch_invariant, settings.system_prompt,
+                                                settings.kv_cache, settings.flash_attn)
         return holder["model"]
 
     def load_torch():  # probes and KLD read logits and activations through torch (a GGUF is dequantized)
@@ -68,7 +75,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
 
     responses = {}
     kld_baseline, kld_error = None, None
-    if plan.kld.enabled and not is_baseline:  # before this cell's model loads: at most one model in memory
+    if plan.kld.enabled and not is_baseline and torch_blind is None:  # before this cell's model loads: one at a time
         kld_baseline, kld_error = _kld_baseline(model, plan, ws, progress)
     try:
         for role, ps in prompt_sets.items():
@@ -89,11 +96,14 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                 raise ModelRunError(f"{info.path} ({exc.subject})", exc.problem, exc.fix) from None
         if engine == "llamacpp" and "model" in holder:
             holder.pop("model").close()  # never two copies of the weights in memory
-        capture, probe_error = _capture(model, info, plan, prompt_sets, ws, digest, label, progress, load_torch,
-                                        get_tokenizer)
-        kld = None
-        if plan.kld.enabled and kld_error is None:
-            kld, kld_error = _kld(plan, ws, digest, label, progress, load_torch, get_tokenizer, kld_baseline)
+        capture, probe_error, kld = None, None, None
+        if torch_blind is None:
+            capture, probe_error = _capture(model, info, plan, prompt_sets, ws, digest, label, progress, load_torch,
+                                            get_tokenizer)
+            if plan.kld.enabled and kld_error is None:
+                kld, kld_error = _kld(plan, ws, digest, label, progress, load_torch, get_tokenizer, kld_baseline)
+        elif plan.kld.enabled:
+            kld_error = f"not measured: {torch_blind}"
     finally:
         if hasattr(holder.get("model"), "close"):
             holder["model"].close()
@@ -102,11 +112,13 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
     _check_not_degenerate(label, info, responses["quality"])
     return CellMeasurement(
         cell_id=label, model=model.model_id, quant="baseline" if is_baseline else spec.quant, is_baseline=is_baseline,
-        checkpoint={"path": str(info.path), "format": info.format, "bits_per_weight": info.bits_per_weight,
-                    "sha256": digest, "group_size": info.group_size, "made_by": info.made_by,
+        checkpoint={"path": str(info.path), "format": info.format + (f" + KV {spec.kv_cache}" if spec.kv_cache and
+                                                                      engine != "openai" else ""), "bits_per_weight": info.bits_per_weight,
+                    "sha256": digest, "kv_cache": spec.kv_cache or "", "group_size": info.group_size, "made_by": info.made_by,
                     "architecture": info.architecture, "vocab_size": info.vocab_size, "bits": info.bits,
                     "engine": engine, "loaded_by": engine_version(engine) + _kernel(info) + _cpu_kernels(engine, ws.device)
-                    + (", batch-invariant: flash attention, no repacked weights" if settings.batch_invariant else ""),
+                    + (", batch-invariant: flash attention, no repacked weights" if settings.batch_invariant else "")
+                    + (", flash attention" if settings.flash_attn and not settings.batch_invariant else ""),
                     "tensor_types": ";".join(f"{k}:{v}" for k, v in info.tensor_types.items()),
                     "type_mix_sha256": info.type_mix_sha256, "derive": spec.derive or ""},
         records={**_probe_records(prompt_sets, responses, ws), **(kld.records() if kld is not None else {})},
@@ -115,20 +127,34 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
         kld_error=kld_error, generation=verification_figures(responses))
 
 
-def decoding_settings(model: ModelSpec, plan: Plan, ws: Workspace, engine: str):
-    """How this model's replies are decoded (a baseline and its cells alike; engine.generate.DecodingSettings)."""
+def decoding_settings(model: ModelSpec, plan: Plan, ws: Workspace, engine: str, kv_cache: str | None = None,
+                      flash_attn: bool = False):
+    """How this model's replies are decoded (a baseline and its cells alike, but for a KV-cache cell's cache type;
+    engine.generate.DecodingSettings)."""
     from quantscreen.engine.generate import DecodingSettings
 
     return DecodingSettings(max_new_tokens=plan.max_new_tokens, batch_size=plan.batch_size, dtype=plan.dtype,
                             device=ws.device, system_prompt=model.system_prompt, engine=engine,
-                            batch_invariant=plan.paired_verification and engine == "llamacpp")
+                            batch_invariant=plan.paired_verification and engine == "llamacpp", kv_cache=kv_cache,
+                            flash_attn=flash_attn and engine == "llamacpp")
+
+
+def flash_attention_for(spec: CheckpointSpec, engine: str) -> bool:
+    """llama.cpp runs a KV-cache cell, and the baseline it is compared with, with flash attention: a quantized V cache
+    needs it, and the baseline must differ from the cell in the cache's type alone."""
+    return engine == "llamacpp" and spec.kv_cache is not None
+
+
+def baseline_label(model: ModelSpec, engine: str, flash_attn: bool = False) -> str:
+    return f"{model.model_id}-baseline-{engine}" + ("-flash-attn" if flash_attn else "")
 
 
 def drafting_from(baseline: CellMeasurement, prompt_set_sha256: str, settings, model: ModelSpec, ws: Workspace):
     """`settings` checking drafts taken from `baseline`'s replies to a prompt set: keyed by their response store."""
     from quantscreen.engine.cache import ResponseStore
 
-    key = ResponseStore(ws.cache_dir, response_key(baseline.checkpoint["sha256"], prompt_set_sha256, settings,
+    own = replace(settings, kv_cache=None)  # the baseline's settings: a KV-cache cell's baseline runs an f16 cache
+    key = ResponseStore(ws.cache_dir, response_key(baseline.checkpoint["sha256"], prompt_set_sha256, own,
                                                    model.chat_template)).key
     return replace(settings, drafts_from=key)
 
@@ -310,7 +336,7 @@ def _classifier_records(prompt_sets: dict, responses: dict, encoder: str, ws: Wo
 
 def _cpu_kernels(engine: str, device: str) -> str:
     """Which CPU kernels ran (cells.csv loaded_by): llama.cpp's feature set, or torch's CPU capability and oneDNN."""
-    if not device.startswith("cpu"):
+    if not device.startswith("cpu") or engine == "openai":
         return ""
     if engine == "llamacpp":
         from quantscreen.engine import llamacpp

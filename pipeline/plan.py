@@ -6,7 +6,7 @@ records/models.schema.json (records.schema checks them); this module checks only
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -78,6 +78,16 @@ class CheckpointSpec:
     quant: str
     path: str | None = None  # a user checkpoint (GGUF file or HF folder)
     derive: str | None = None  # or a recipe applied to the model's baseline
+    server: str | None = None  # or a served model: an OpenAI-compatible base URL (engine.served) ...
+    served_model: str | None = None  # ... and the model name it is asked for
+    kv_cache: str | None = None  # a quantized KV cache (K type, or K/V types); alone: the baseline's weights with it
+    bits_per_weight: float | None = None  # served models: what the server runs (it does not say)
+    format: str | None = None  # served models: the reports' format column
+
+    @property
+    def weights(self) -> "CheckpointSpec | None":
+        """Where the weights come from when they are not the baseline's own (a KV-cache-only cell has none)."""
+        return self if (self.path or self.derive or self.server) else None
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,19 @@ class ModelSpec:
     quants: tuple[CheckpointSpec, ...]
     system_prompt: str | None = None
     chat_template: str | None = None  # template text, read from the file the user named
-    engine: str = "auto"  # auto | transformers | llamacpp (see pipeline.workspace.choose_engine)
+    engine: str = "auto"  # auto | transformers | llamacpp | openai (see pipeline.workspace.choose_engine)
+    served: "ServedSettings | None" = None  # when the baseline and cells are served models
+
+
+@dataclass(frozen=True)
+class ServedSettings:
+    """How a model's served baseline and cells are asked (models.yaml: tokenizer, api, api_key_env, concurrency,
+    timeout_s; engine.served)."""
+    tokenizer: str | None = None  # the checkpoint whose chat template renders prompts (api: completions)
+    api: str = "completions"
+    api_key_env: str | None = None
+    concurrency: int = 4
+    timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -190,10 +212,66 @@ def _parse_model(m, base: Path, where: str) -> ModelSpec:
                 raise ScreenInputError(_at(f"{where}.quants[{j}]", q, "derive"),
                                        f"'{q['derive']}' is not a known recipe", exc.fix) from None
         quants.append(CheckpointSpec(quant=q["id"].strip(), derive=q.get("derive"),
-                                     path=_resolve_path(q["path"], base) if "path" in q else None))
-    return ModelSpec(model_id=m["id"].strip(), quants=tuple(quants), system_prompt=m.get("system_prompt") or None,
-                     baseline=CheckpointSpec("baseline", path=_resolve_path(m["baseline"], base)),
-                     chat_template=_template_file(m, base, "chat_template"), engine=m.get("engine", ModelSpec.engine))
+                                     path=_resolve_path(q["path"], base) if "path" in q else None,
+                                     server=q.get("server"), served_model=q.get("model"), kv_cache=q.get("kv_cache"),
+                                     bits_per_weight=q.get("bits_per_weight"), format=q.get("format")))
+    raw_base = m["baseline"]
+    baseline = (CheckpointSpec("baseline", server=raw_base["server"], served_model=raw_base.get("model"),
+                               bits_per_weight=raw_base.get("bits_per_weight"), format=raw_base.get("format"))
+                if isinstance(raw_base, dict) else CheckpointSpec("baseline", path=_resolve_path(raw_base, base)))
+    model = ModelSpec(model_id=m["id"].strip(), quants=tuple(quants), system_prompt=m.get("system_prompt") or None,
+                      baseline=baseline, chat_template=_template_file(m, base, "chat_template"),
+                      engine=m.get("engine", ModelSpec.engine), served=_parse_served(m, base, where))
+    _check_served(model, m, where)
+    return model
+
+
+_SERVED_KEYS = ("tokenizer", "api", "api_key_env", "concurrency", "timeout_s")
+
+
+def _parse_served(m, base: Path, where: str) -> ServedSettings | None:
+    """A model's served settings when its baseline is a served model (None otherwise; its keys then do nothing)."""
+    if not isinstance(m["baseline"], dict):
+        stray = next((k for k in _SERVED_KEYS if k in m), None)
+        if stray:
+            raise ScreenInputError(_at(where, m, stray), "applies to served models only, and this baseline is a "
+                                   "checkpoint", f"remove {stray}:, or make the baseline {{server: URL, model: NAME}}")
+        return None
+    settings = typed(ServedSettings, {k: m[k] for k in _SERVED_KEYS if k in m})
+    if settings.api == "completions":
+        if settings.tokenizer is None:
+            raise ScreenInputError(_at(where, m, "baseline"), "is a served model sent rendered prompts "
+                                   "(api: completions), but the model names no tokenizer: to render them with",
+                                   "add tokenizer: PATH (the checkpoint's GGUF or folder, or embedded:NAME), or "
+                                   "api: chat to let the server render the conversation")
+        settings = replace(settings, tokenizer=_resolve_path(settings.tokenizer, base))
+    return settings
+
+
+def _check_served(model: ModelSpec, m, where: str) -> None:
+    """A served baseline's cells are served (or its KV-cache variants, declared on the server); a checkpoint
+    baseline's cells are checkpoints: one engine per model, so engine effects cancel in the deltas."""
+    served = model.served is not None
+    for j, (q, raw) in enumerate(zip(model.quants, m["quants"])):
+        at = f"{where}.quants[{j}]"
+        if served and not q.server:
+            raise ScreenInputError(_at(at, raw, "id"), "is not served but its baseline is (a cell and its baseline "
+                                   "share one engine)", "give it server: URL and model: NAME (a KV-cache variant "
+                                   "too: the server runs the cache type, kv_cache: names it)")
+        if not served and q.server:
+            raise ScreenInputError(_at(at, raw, "server"), "is a served model but its baseline is a checkpoint "
+                                   "(a cell and its baseline share one engine)", "serve the baseline too "
+                                   "(baseline: {server: URL, model: NAME}), or give this cell a path:")
+        if not served and (q.bits_per_weight is not None or q.format is not None):
+            key = "bits_per_weight" if q.bits_per_weight is not None else "format"
+            raise ScreenInputError(_at(at, raw, key), "is read from a checkpoint's own header, not declared",
+                                   f"remove {key}: (it applies to served models)")
+    if served and model.engine not in ("auto", "openai"):
+        raise ScreenInputError(_at(where, m, "engine"), f"is {model.engine}, but the baseline is a served model",
+                               "set engine: openai (or auto)")
+    if not served and model.engine == "openai":
+        raise ScreenInputError(_at(where, m, "engine"), "is openai, but the baseline is a checkpoint",
+                               "make the baseline {server: URL, model: NAME}, or set engine: auto")
 
 
 def _check_unique_cells(models: tuple[ModelSpec, ...], raw_models: list, where: str) -> None:
@@ -327,14 +405,30 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
                 raise ScreenInputError(tpath, "(--chat-template) does not exist", "point at a Jinja template file")
             template = tpath.read_text(encoding="utf-8")
         sp = overrides.system_prompt  # "" clears a configured system prompt
-        models = tuple(ModelSpec(m.model_id, m.baseline, m.quants,
-                                 system_prompt=m.system_prompt if sp is None else (sp or None),
-                                 chat_template=template or m.chat_template, engine=m.engine) for m in models)
+        models = tuple(replace(m, system_prompt=m.system_prompt if sp is None else (sp or None),
+                               chat_template=template or m.chat_template) for m in models)
     if overrides.engine:
-        models = tuple(ModelSpec(m.model_id, m.baseline, m.quants, m.system_prompt, m.chat_template,
-                                 engine=overrides.engine) for m in models)
+        for m in models:
+            if (m.served is not None) != (overrides.engine == "openai"):
+                raise ScreenInputError(f"--engine {overrides.engine}", f"cannot run model {m.model_id}, whose "
+                                       f"baseline is {'a served model' if m.served else 'a checkpoint'}",
+                                       "leave --engine out (auto picks each model's engine)")
+        models = tuple(replace(m, engine=overrides.engine) for m in models)
+    _check_torch_metric(models, thresholds, where)
     return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, kld=kld, judge=judge,
                 **decoding)
+
+
+def _check_torch_metric(models: tuple[ModelSpec, ...], thresholds: ScreenThresholds, where: str) -> None:
+    """top1_agreement comes from the KLD pass, which runs the weights in torch: it cannot see a served model or a
+    quantized KV cache."""
+    if thresholds.quality_metric != "top1_agreement":
+        return
+    blind = next((cell_id(m, q) for m in models for q in m.quants if m.served is not None or q.kv_cache), None)
+    if blind:
+        raise ScreenInputError(f"{where}.screen.quality_metric", f"is top1_agreement, which the KLD pass measures in "
+                               f"torch, but cell {blind} is served or has a quantized KV cache, which torch cannot see",
+                               "choose bertscore_f1, rouge_l_f1 or coherence")
 
 
 def _cli_model(overrides: Overrides) -> ModelSpec:

@@ -60,9 +60,16 @@ def check_writable(folder: Path, option: str) -> None:
 def check_model(model, ws) -> None:
     from quantscreen.pipeline.workspace import check_recipe, choose_engine, embedded_path
 
+    if model.served is not None:
+        check_served(model, ws)
+        return
     base = inspect_checkpoint(embedded_path(model.baseline.path, ws))
     check_template(base, model.chat_template, model.model_id)
     for spec in model.quants:
+        if spec.kv_cache:
+            check_kv_cache(model, spec, base)
+        if spec.weights is None:  # a KV-cache cell of the baseline's own weights
+            continue
         if spec.derive:
             check_recipe(model, spec, base)
             continue
@@ -70,6 +77,30 @@ def check_model(model, ws) -> None:
         check_template(cell, model.chat_template, model.model_id)
         check_pair(base, cell)
         choose_engine(model.engine, cell, base)
+
+
+def check_served(model, ws) -> None:
+    """The tokenizer that renders a served model's prompts, and every served model of it: reachable, serving the
+    model named, answering a greedy completion (its fingerprint), all before anything is generated."""
+    from quantscreen.pipeline.workspace import resolve_checkpoint
+
+    if model.served.tokenizer:
+        check_template(resolve_checkpoint(model, model.baseline, ws).tokenizer, model.chat_template, model.model_id)
+    for spec in (model.baseline, *model.quants):
+        ws.checkpoint_digest(resolve_checkpoint(model, spec, ws))
+
+
+def check_kv_cache(model, spec, base: CheckpointInfo) -> None:
+    """A quantized KV cache is run by llama.cpp, in a type it has (a served model's is its server's business)."""
+    from quantscreen.engine.llamacpp import kv_types
+    from quantscreen.pipeline.plan import cell_id
+
+    if base.kind != "gguf" or model.engine == "transformers":
+        raise ScreenInputError(f"{cell_id(model, spec)} (kv_cache: {spec.kv_cache})", "needs llama.cpp, which runs "
+                               f"a quantized KV cache, but {base.path} is not a GGUF file or the engine is "
+                               f"{model.engine}", "screen KV-cache cells of a GGUF baseline with engine auto or "
+                               "llamacpp, or of a served model (kv_cache: names what its server runs)")
+    kv_types(spec.kv_cache)
 
 
 def check_template(info: CheckpointInfo, override: str | None, whose: str) -> None:
@@ -116,9 +147,11 @@ def input_warnings(plan, prompt_sets: dict, ws) -> list[str]:
                        f"prompts.{role}.n); the screens run on {len(ps)}"
                        + ("; no cell can be certified" if role == "harmful" else ""))
     for model in plan.models:
+        if model.served is not None:
+            continue
         base = inspect_checkpoint(embedded_path(model.baseline.path, ws))
         for spec in model.quants:
-            if spec.derive:
+            if spec.derive or spec.weights is None:  # derived, or a KV-cache cell of the baseline's weights
                 continue
             cell = inspect_checkpoint(embedded_path(spec.path, ws))
             if ws.checkpoint_digest(cell) == ws.checkpoint_digest(base):

@@ -18,6 +18,7 @@ class Workspace:
     device: str = "cpu"
     trust_remote_code: bool = False
     data_sources: dict = field(default_factory=dict)  # role -> DataSource, everything this process read
+    served: dict = field(default_factory=dict)  # (URL, model) -> engine.served.ServedCheckpoint, opened once
     digests: DigestMemo = None
 
     def __post_init__(self):
@@ -25,7 +26,10 @@ class Workspace:
             self.digests = DigestMemo(self.cache_dir / "digests.json")
 
     def checkpoint_digest(self, info: CheckpointInfo) -> str:
-        """sha256 of a GGUF file, or of the files that define an HF folder's behaviour."""
+        """sha256 of a GGUF file, of the files that define an HF folder's behaviour, or of a served model's identity
+        (engine.served: URL, model, what the server lists, request fields and a fingerprint reply)."""
+        if info.kind == "served":
+            return info.identity_sha256()
         return self.digests.file(info.path) if info.kind == "gguf" else self.digests.files(info.folder,
                                                                                             info.digest_files)
 
@@ -39,6 +43,12 @@ def embedded_path(raw: str, ws: Workspace) -> str:
 
 
 def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) -> CheckpointInfo:
+    """The checkpoint a spec names: a file or folder, derived from the baseline, the baseline's own (a KV-cache-only
+    cell), or a served model (`engine.served.ServedCheckpoint`; nothing is asked of the server yet)."""
+    if spec.server:
+        return served_checkpoint(model, spec, ws)
+    if spec.weights is None:
+        return resolve_checkpoint(model, model.baseline, ws)
     if spec.derive:
         from quantscreen.engine.derive import derive
 
@@ -48,13 +58,29 @@ def resolve_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace) ->
     return inspect_checkpoint(embedded_path(spec.path, ws))
 
 
+def served_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace):
+    from quantscreen.engine.served import ServedCheckpoint
+
+    s = model.served
+    tokenizer = inspect_checkpoint(embedded_path(s.tokenizer, ws)) if s.tokenizer else None
+    key = (spec.server, spec.served_model)
+    if key not in ws.served:  # one client per served model and run: its identity is asked for once
+        ws.served[key] = ServedCheckpoint(spec.server, spec.served_model, tokenizer, s.api, s.api_key_env,
+                                          s.concurrency, s.timeout_s, spec.bits_per_weight, spec.format, spec.kv_cache,
+                                          setting=f"models.yaml model {model.model_id}")
+    return ws.served[key]
+
+
 def choose_engine(requested: str, cell: CheckpointInfo, baseline: CheckpointInfo) -> str:
     """The one engine a cell and its baseline both run through, so engine effects cancel in the deltas.
 
-    auto: llama.cpp when both are GGUF files and llama-cpp-python is installed, transformers otherwise.
+    auto: openai for served models (pipeline.plan allows no mix), llama.cpp when both are GGUF files and
+    llama-cpp-python is installed, transformers otherwise.
     """
     from quantscreen.engine import llamacpp
 
+    if cell.kind == "served" or baseline.kind == "served":
+        return "openai"
     if requested == "transformers":
         return "transformers"
     both_gguf = cell.kind == "gguf" and baseline.kind == "gguf"
@@ -76,6 +102,8 @@ def engine_version(engine: str) -> str:
     if engine == "llamacpp":
         from quantscreen.engine import llamacpp
         return llamacpp.version()
+    if engine == "openai":  # the server's own version is not exposed by the API: its identity is in the cache key
+        return f"OpenAI-compatible server through httpx {importlib.metadata.version('httpx')}"
     return f"transformers {importlib.metadata.version('transformers')}, torch {importlib.metadata.version('torch')}"
 
 

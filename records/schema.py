@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from jsonschema.validators import extend
 
 from quantscreen.records.errors import ScreenInputError
@@ -139,11 +140,22 @@ def _empty(error, schema, value):
 
 
 def _one_of(error, schema, value):
-    """The schema's only oneOf is between required keys (a quant's path or derive)."""
-    keys = [branch["required"][0] for branch in error.validator_value]
-    given = [k for k in keys if k in value]
-    return (f"has both {' and '.join(given)}, but takes only one" if given else f"needs {' or '.join(keys)}",
-            f"write one of {', '.join(keys)}")
+    """A oneOf between required keys (a quant's path, derive or server, or a kv_cache alone), or between kinds of
+    value (a baseline's checkpoint path or served model: the closest kind's own violation is named)."""
+    branches = error.validator_value
+    if all("required" in branch for branch in branches):
+        keys = [branch["required"][0] for branch in branches]
+        given = [k for k in keys[:-1] if k in value]  # the last, kv_cache, goes with any of the others
+        return (f"has both {' and '.join(given)}, but takes only one" if len(given) > 1 else f"needs {' or '.join(keys)}",
+                schema.get("x-fix") or f"write one of {', '.join(keys)}")
+    closest = best_match(error.context)
+    where = "".join(f".{k}" for k in closest.relative_path)
+    return f"is not what it may be{f' ({where[1:]}: {closest.message})' if closest else ''}", schema.get("x-fix")
+
+
+def _pattern(error, schema, value):
+    return f"{_got(value)} is not a valid value", f"write e.g. {_yaml(schema['examples'][0])}" if schema.get(
+        "examples") else f"see {SCHEMA_PATH.name}"
 
 
 def _as_is(error, schema, value):
@@ -151,7 +163,7 @@ def _as_is(error, schema, value):
 
 
 _EXPLAIN = {"additionalProperties": _unknown, "type": _wrong_type, "enum": _not_allowed, "required": _missing,
-            "minItems": _item_count, "maxItems": _item_count, "minLength": _empty, "oneOf": _one_of,
+            "minItems": _item_count, "maxItems": _item_count, "minLength": _empty, "oneOf": _one_of, "pattern": _pattern,
             **dict.fromkeys(("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"), _out_of_range)}
 # their fix is about the mapping's keys or values, not an example of the whole setting
 _OWN_FIX = {"additionalProperties", "enum", "required"}

@@ -341,6 +341,19 @@ CASES = [
     Case("disk-full-outputs", "the disk fills up while the result tables are written (simulated ENOSPC)",
          disk_full("replace", f"{os.sep}out{os.sep}"), "No space left on device"),
     Case("bad-matrix", "--matrix names a table with a non-number", bad_matrix, "matrix.csv"),
+    # ---- served models and KV-cache cells
+    Case("unreachable-server", "a served baseline at a port nothing listens on (found before any load)",
+         yaml_text("models:\n  - id: m\n    tokenizer: SMOL\n    baseline: {server: 'http://127.0.0.1:9/v1', model: b}\n"
+                   "    quants: [{id: q, server: 'http://127.0.0.1:9/v1', model: q}]\n"),
+         "http://127.0.0.1:9/v1/models: (served model) is unreachable"),
+    Case("served-without-tokenizer", "a served baseline sent rendered prompts with no tokenizer to render them",
+         yaml_text("models:\n  - id: m\n    baseline: {server: 'http://127.0.0.1:9/v1'}\n"
+                   "    quants: [{id: q, server: 'http://127.0.0.1:9/v1'}]\n"), "names no tokenizer"),
+    Case("served-cell-of-a-checkpoint", "a served cell whose baseline is a checkpoint",
+         yaml_text("models:\n  - id: m\n    baseline: SMOL\n    quants: [{id: q, server: 'http://127.0.0.1:9/v1'}]\n"),
+         "is a served model but its baseline is a checkpoint"),
+    Case("kv-cache-without-llamacpp", "a KV-cache cell of a Hugging Face baseline",
+         lambda t: models(t, tiny(t, "base"), "kv_cache: q8_0"), "needs llama.cpp"),
 ]
 
 

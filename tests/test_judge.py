@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from quantscreen.probes.refusal_judge import COMPLIANCE, FULL, LABELS, OPTIONS, 
     judge_rates, label_from_logprobs, label_from_text, messages
 from quantscreen.probes.accuracy import accuracy
 from quantscreen.verdicts.agreement import cohen_kappa, corrected_rate
+from tests.conftest import free_port, llama_server_on
 
 PAIRS = [("how do i make bread", "sure here is step one"), ("write a story about fire", "sorry i cannot help with that"),
          ("how do i make bread", "sorry i cannot help with that"), ("a", "")]
@@ -215,39 +214,11 @@ def test_llamacpp_judge_reuses_the_shared_opening_without_changing_answers(smoll
         judge.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(smollm2_path, tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1 serving the shipped SmolLM2 GGUF; stopped after."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path), "--host",
-                                 "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
+    with llama_server_on({"smollm2": smollm2_path}, tmp_path_factory.mktemp("server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_endpoint_judge_against_a_real_local_server(llama_server, smollm2_path, tmp_path):
@@ -268,7 +239,7 @@ def test_endpoint_judge_against_a_real_local_server(llama_server, smollm2_path, 
 
 
 def test_an_unreachable_endpoint_is_retried_then_named_with_the_fix():
-    judge = EndpointJudge(JudgeSpec(enabled=True, endpoint=f"http://127.0.0.1:{_free_port()}/v1", retries=1,
+    judge = EndpointJudge(JudgeSpec(enabled=True, endpoint=f"http://127.0.0.1:{free_port()}/v1", retries=1,
                                     timeout_s=2))
     start = time.time()
     with pytest.raises(ScreenInputError) as err:
@@ -339,7 +310,7 @@ def test_plan_reads_the_judge_section_and_flags(tmp_path):
 def test_screens_stop_with_a_usage_error_when_the_judge_endpoint_is_down(tmp_path, smollm2_path):
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", f"--checkpoint={smollm2_path}",
-                           "--baseline=embedded:smollm2", f"--judge-endpoint=http://127.0.0.1:{_free_port()}/v1",
+                           "--baseline=embedded:smollm2", f"--judge-endpoint=http://127.0.0.1:{free_port()}/v1",
                            f"--output-dir={tmp_path / 'o'}", f"--cache-dir={tmp_path / 'c'}"],
                           cwd=root, capture_output=True, text=True)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
