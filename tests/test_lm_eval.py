@@ -1,0 +1,127 @@
+"""Quality imported from lm-evaluation-harness results files (pipeline.lm_eval_results): the parser on files in
+lm-eval 0.4's format (tests/data/lm_eval: a standalone task and a group of subtasks, made up for these tests), the
+models.yaml keys, the comparison of a cell's file with its baseline's, and the verdict and cells.csv columns."""
+import json
+import shutil
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from quantscreen.pipeline.lm_eval_results import check_comparable, read_score
+from quantscreen.pipeline.plan import load_plan
+from quantscreen.records.errors import ScreenInputError
+from quantscreen.records.measurement import CellMeasurement
+from quantscreen.records.probe import ProbeRecord
+from quantscreen.records.thresholds import ScreenThresholds
+
+DATA = Path(__file__).parent / "data" / "lm_eval"
+BASE, GPTQ = DATA / "baseline.json", DATA / "gptq_w4.json"
+
+
+def edited(tmp_path: Path, source: Path, change) -> Path:
+    """A copy of a results file with `change(data)` applied."""
+    data = json.loads(source.read_text())
+    change(data)
+    out = tmp_path / f"edited-{source.name}"
+    out.write_text(json.dumps(data))
+    return out
+
+
+# ---- the parser ----------------------------------------------------------------------------------------------------
+
+def test_a_task_score_its_stderr_items_and_what_it_is():
+    score = read_score(BASE, "arc_easy", "acc,none", "m-baseline")
+    assert (score.value, score.stderr, score.n) == (0.7134, 0.0093, 2376)
+    assert score.scored_as == {"items": {"arc_easy": 2376}, "n-shot": 0, "version": 1.0, "limit": None}
+    assert score.sha256 == __import__("hashlib").sha256(BASE.read_bytes()).hexdigest()
+    record = score.record()
+    assert record.name == "lm_eval" and record.inputs_digest == score.sha256 and record.stderr == 0.0093
+    assert record.ci_low == pytest.approx(0.7134 - 1.96 * 0.0093, abs=1e-4)
+    assert record.ci_high == pytest.approx(0.7134 + 1.96 * 0.0093, abs=1e-4)
+    assert record.version == "lm-eval 0.4.13: arc_easy acc,none, task version 1.0, 0-shot, 2376 items"
+
+
+def test_another_metric_and_filter_of_the_same_task():
+    assert read_score(BASE, "arc_easy", "acc_norm,none", "m").value == 0.6612
+
+
+def test_a_group_is_lm_evals_aggregate_over_the_items_of_its_subtasks():
+    score = read_score(BASE, "mmlu", "acc,none", "m-baseline")
+    assert score.value == pytest.approx((0.31 * 100 + 0.5461 * 152) / 252, abs=1e-6) and score.n == 252
+    assert score.scored_as["items"] == {"mmlu_abstract_algebra": 100, "mmlu_astronomy": 152}
+
+
+def test_a_file_of_older_lm_eval_without_sample_len_counts_items_from_n_samples(tmp_path):
+    def older(data):
+        for entry in data["results"].values():
+            entry.pop("sample_len"), entry.pop("name")
+        data["results"].pop("mmlu")  # group scores only under "groups", as lm-eval 0.4.0-0.4.2 wrote some
+    path = edited(tmp_path, BASE, older)
+    assert read_score(path, "arc_easy", "acc,none", "m").n == 2376
+    assert read_score(path, "mmlu", "acc,none", "m").n == 252
+
+
+def test_a_stderr_lm_eval_did_not_compute_leaves_no_interval(tmp_path):
+    path = edited(tmp_path, BASE, lambda d: d["results"]["arc_easy"].update({"acc_stderr,none": "N/A"}))
+    record = read_score(path, "arc_easy", "acc,none", "m").record()
+    assert record.stderr is None and record.ci_low is None and record.ci_high is None
+
+
+@pytest.mark.parametrize("change,task,metric,expected", [
+    (lambda d: d.pop("results"), "arc_easy", "acc,none", "has no 'results' mapping"),
+    (None, "hellaswag", "acc,none", "has no task 'hellaswag' (tasks there: arc_easy, mmlu, mmlu_abstract_algebra"),
+    (None, "arc_easy", "acc", "has no metric 'acc' for arc_easy (metrics there: acc,none, acc_norm,none)"),
+    (lambda d: d["results"]["arc_easy"].update({"acc,none": "N/A"}), "arc_easy", "acc,none",
+     "gives arc_easy acc,none as 'N/A', not a number"),
+    (lambda d: d["results"]["arc_easy"].update({"acc,none": True}), "arc_easy", "acc,none", "not a number"),
+    (lambda d: d["results"]["arc_easy"].update({"acc,none": 71.34}), "arc_easy", "acc,none",
+     "gives arc_easy acc,none = 71.34, not a 0..1 score"),
+    (lambda d: d["higher_is_better"]["arc_easy"].update({"acc": False}), "arc_easy", "acc,none",
+     "says lower is better for arc_easy acc"),
+])
+def test_a_bad_file_is_one_error_naming_the_file_whose_it_is_and_the_fix(tmp_path, change, task, metric, expected):
+    path = edited(tmp_path, BASE, change) if change else BASE
+    with pytest.raises(ScreenInputError, match="fix: ") as info:
+        read_score(path, task, metric, "m-Q4")
+    assert str(info.value).startswith(f"{path} (lm-eval results of m-Q4): ") and expected in str(info.value)
+
+
+@pytest.mark.parametrize("write,expected", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.write_text("{\"results\": "), "is not valid JSON"),
+    (lambda p: p.write_bytes(b"\xff\xfe"), "is not valid JSON"),
+    (lambda p: p.write_text("[1, 2]"), "holds no JSON object"),
+    (lambda p: (p.mkdir(), shutil.copy(BASE, p / "results_2026-01-01T00-00-00.json")),
+     "is a folder; fix: name one results_<date>.json file (found: results_2026-01-01T00-00-00.json)"),
+])
+def test_a_file_that_is_not_lm_eval_json(tmp_path, write, expected):
+    path = tmp_path / "results.json"
+    write(path)
+    with pytest.raises(ScreenInputError, match="fix: ") as info:
+        read_score(path, "arc_easy", "acc,none", "m-Q4")
+    assert expected in str(info.value)
+
+
+# ---- a cell's file against its baseline's --------------------------------------------------------------------------
+
+def test_files_scored_the_same_way_compare():
+    check_comparable(read_score(GPTQ, "mmlu", "acc,none", "m-q"), read_score(BASE, "mmlu", "acc,none", "m"), "m-q")
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda d: d["n-samples"]["arc_easy"].update({"effective": 500}) or d["config"].update({"limit": 500}),
+     "in items scored per task (n-samples, after --limit): arc_easy 500 here, arc_easy 2376 there"),
+    (lambda d: d["n-shot"].update({"arc_easy": 5}), "in few-shot examples (n-shot): 5 here, 0 there"),
+    (lambda d: d["versions"].update({"arc_easy": 2.0}), "in task version (versions): 2.0 here, 1.0 there"),
+    (lambda d: [d.pop("n-samples"), d["config"].update({"limit": 100})], "in --limit (config.limit)"),
+])
+def test_files_that_scored_other_items_or_another_way_are_refused(tmp_path, change, expected):
+    cell = edited(tmp_path, GPTQ, change)
+    base = BASE if "n-samples" in json.loads(cell.read_text()) else edited(tmp_path, BASE, lambda d: d.pop("n-samples"))
+    with pytest.raises(ScreenInputError, match="fix: run lm-eval on the baseline and the quant with the same") as info:
+        check_comparable(read_score(cell, "arc_easy", "acc,none", "m-q"), read_score(base, "arc_easy", "acc,none", "m"),
+                         "m-q")
+    assert str(info.value).startswith(f"{cell} (lm-eval results of m-q): differs from its baseline's {base}")
+    assert expected in str(info.value)
