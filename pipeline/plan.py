@@ -78,6 +78,7 @@ class CheckpointSpec:
     quant: str
     path: str | None = None  # a user checkpoint (GGUF file or HF folder)
     derive: str | None = None  # or a recipe applied to the model's baseline
+    lm_eval: str | None = None  # an lm-evaluation-harness results file of this checkpoint (pipeline.lm_eval_results)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,13 @@ class PromptSpec:
 
 
 @dataclass(frozen=True)
+class LmEvalSpec:
+    """models.yaml `lm_eval:`: which score of each checkpoint's lm-eval results file is its imported quality."""
+    task: str  # a task or group name, as a key of the file's `results`
+    metric: str  # "<metric>,<filter>", as lm-eval keys it, e.g. "acc,none"
+
+
+@dataclass(frozen=True)
 class Plan:
     models: tuple[ModelSpec, ...]
     thresholds: ScreenThresholds
@@ -115,6 +123,7 @@ class Plan:
     probes: ProbeSettings = ProbeSettings()
     kld: KldSettings = KldSettings()
     judge: JudgeSpec = JudgeSpec()
+    lm_eval: LmEvalSpec | None = None
 
     def cells(self) -> list[tuple[ModelSpec, CheckpointSpec]]:
         return [(m, q) for m in self.models for q in m.quants]
@@ -190,9 +199,12 @@ def _parse_model(m, base: Path, where: str) -> ModelSpec:
                 raise ScreenInputError(_at(f"{where}.quants[{j}]", q, "derive"),
                                        f"'{q['derive']}' is not a known recipe", exc.fix) from None
         quants.append(CheckpointSpec(quant=q["id"].strip(), derive=q.get("derive"),
-                                     path=_resolve_path(q["path"], base) if "path" in q else None))
+                                     path=_resolve_path(q["path"], base) if "path" in q else None,
+                                     lm_eval=_resolve_path(q["lm_eval"], base) if "lm_eval" in q else None))
+    baseline_lm_eval = _resolve_path(m["baseline_lm_eval"], base) if "baseline_lm_eval" in m else None
     return ModelSpec(model_id=m["id"].strip(), quants=tuple(quants), system_prompt=m.get("system_prompt") or None,
-                     baseline=CheckpointSpec("baseline", path=_resolve_path(m["baseline"], base)),
+                     baseline=CheckpointSpec("baseline", path=_resolve_path(m["baseline"], base),
+                                             lm_eval=baseline_lm_eval),
                      chat_template=_template_file(m, base, "chat_template"), engine=m.get("engine", ModelSpec.engine))
 
 
@@ -278,6 +290,42 @@ def _parse_judge(data, base: Path, where: str, overrides: Overrides) -> JudgeSpe
                              "chat_template": _template_file(raw, base, "judge.chat_template"), "accuracy": accuracy})
 
 
+def _parse_lm_eval(data, thresholds: ScreenThresholds, where: str) -> LmEvalSpec | None:
+    """The `lm_eval:` section: which task and metric of the lm-eval results files is read (README, 'Quality from
+    lm-evaluation-harness'). The files themselves are read and checked by pipeline.preflight."""
+    raw = data.get("lm_eval")
+    if raw is None and thresholds.quality_metric == "lm_eval":
+        raise ScreenInputError(_at(f"{where}.screen", data.get("screen"), "quality_metric"),
+                               "is lm_eval, but no lm_eval: section names the task and metric to read",
+                               "add lm_eval: {task: arc_easy, metric: 'acc,none'}, baseline_lm_eval: FILE to each "
+                               "model and lm_eval: FILE to each quant")
+    return None if raw is None else typed(LmEvalSpec, raw)
+
+
+def _check_lm_eval_files(models: tuple[ModelSpec, ...], raw_models: list, spec: LmEvalSpec | None,
+                         thresholds: ScreenThresholds, where: str) -> None:
+    """A cell's imported quality is a delta against its baseline's: both files or neither, and an lm_eval: section to
+    read them by; with screen.quality_metric lm_eval, every cell needs both."""
+    needed = thresholds.quality_metric == "lm_eval"
+    for i, (model, raw) in enumerate(zip(models, raw_models)):
+        has_base = model.baseline.lm_eval is not None
+        if has_base and spec is None:
+            raise ScreenInputError(_at(f"{where}.models[{i}]", raw, "baseline_lm_eval"), "names an lm-eval results "
+                                   "file, but no lm_eval: section says which task and metric to read",
+                                   "add lm_eval: {task: arc_easy, metric: 'acc,none'}")
+        for j, (quant, q) in enumerate(zip(model.quants, raw["quants"])):
+            at = f"{where}.models[{i}].quants[{j}]"
+            if quant.lm_eval is not None and not has_base:
+                raise ScreenInputError(_at(at, q, "lm_eval"), "names an lm-eval results file, but the model has no "
+                                       "baseline_lm_eval to compare it with",
+                                       "add baseline_lm_eval: FILE (lm-eval run on the baseline) to the model")
+            if quant.lm_eval is None and (has_base or needed):
+                why = "its model has a baseline_lm_eval" if has_base else "screen.quality_metric is lm_eval"
+                raise ScreenInputError(_at(at, q, "id"), f"({cell_id(model, quant)}) has no lm_eval: results file, but "
+                                       f"{why}", "add lm_eval: FILE (lm-eval run on this quant)"
+                                       + (", or remove baseline_lm_eval" if has_base else ""))
+
+
 def _check_flags(overrides: Overrides) -> None:
     for key, (flag, path) in _FLAGS.items():
         if overrides.value(key) is not None:
@@ -298,15 +346,21 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
     probes = _parse_probes(data, where)
     kld = _parse_kld(data, thresholds, where)
     judge = _parse_judge(data, base, where, overrides)
+    lm_eval = _parse_lm_eval(data, thresholds, where)
     if overrides.no_probes:
         probes = ProbeSettings(**{**probes.__dict__, "enabled": False})
     if overrides.checkpoints:
+        if thresholds.quality_metric == "lm_eval":
+            raise ScreenInputError("--checkpoint", "names no lm-eval results file, but screen.quality_metric is "
+                                   "lm_eval", "list the model in models.yaml with baseline_lm_eval: and lm_eval: "
+                                   "files, or choose another screen.quality_metric")
         models = (_cli_model(overrides),)
         origin = "--checkpoint/--baseline"
     else:
         if overrides.baseline:
             raise ScreenInputError("--baseline", "was given without --checkpoint", "add --checkpoint PATH (repeatable)")
         models = _parse_models(data, base, where)
+        _check_lm_eval_files(models, data["models"], lm_eval, thresholds, where)
         origin = str(models_file)
     for key in ("max_new_tokens", "batch_size", "dtype"):
         if overrides.value(key) is not None:
@@ -334,7 +388,7 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
         models = tuple(ModelSpec(m.model_id, m.baseline, m.quants, m.system_prompt, m.chat_template,
                                  engine=overrides.engine) for m in models)
     return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, kld=kld, judge=judge,
-                **decoding)
+                lm_eval=lm_eval, **decoding)
 
 
 def _cli_model(overrides: Overrides) -> ModelSpec:

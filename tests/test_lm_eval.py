@@ -125,3 +125,79 @@ def test_files_that_scored_other_items_or_another_way_are_refused(tmp_path, chan
                          "m-q")
     assert str(info.value).startswith(f"{cell} (lm-eval results of m-q): differs from its baseline's {base}")
     assert expected in str(info.value)
+
+
+# ---- models.yaml ---------------------------------------------------------------------------------------------------
+
+MODELS = """
+screen: {{quality_metric: {metric}}}
+{section}
+models:
+  - id: m
+    baseline: embedded:smollm2
+    {baseline_lm_eval}
+    quants:
+      - {{id: Q4_0, derive: "gguf:Q4_0"{cell_lm_eval}}}
+"""
+
+
+def models_yaml(tmp_path, metric="lm_eval", section="lm_eval: {task: arc_easy, metric: 'acc,none'}",
+                baseline_lm_eval="baseline_lm_eval: lm-eval/base.json", cell_lm_eval=", lm_eval: lm-eval/q4.json"):
+    path = tmp_path / "models.yaml"
+    path.write_text(textwrap.dedent(MODELS.format(metric=metric, section=section, baseline_lm_eval=baseline_lm_eval,
+                                                  cell_lm_eval=cell_lm_eval)))
+    return path
+
+
+def test_models_yaml_names_the_task_metric_and_each_checkpoints_file_relative_to_itself(tmp_path):
+    plan = load_plan(models_yaml(tmp_path), {})
+    (model, quant), = plan.cells()
+    assert (plan.lm_eval.task, plan.lm_eval.metric) == ("arc_easy", "acc,none")
+    assert model.baseline.lm_eval == str(tmp_path.resolve() / "lm-eval" / "base.json")
+    assert quant.lm_eval == str(tmp_path.resolve() / "lm-eval" / "q4.json")
+    assert plan.thresholds.quality_metric == "lm_eval"
+
+
+def test_lm_eval_files_may_be_reported_beside_a_measured_quality_metric(tmp_path):
+    plan = load_plan(models_yaml(tmp_path, metric="bertscore_f1"), {})
+    assert plan.lm_eval.task == "arc_easy" and plan.thresholds.quality_metric == "bertscore_f1"
+
+
+@pytest.mark.parametrize("kw,expected", [
+    ({"section": ""}, "screen.quality_metric (line 2): is lm_eval, but no lm_eval: section names the task and metric"),
+    ({"section": "", "metric": "bertscore_f1"}, "models[0].baseline_lm_eval (line 7): names an lm-eval results file, "
+                                                "but no lm_eval: section"),
+    ({"cell_lm_eval": ""}, "models[0].quants[0].id (line 9): (m-Q4_0) has no lm_eval: results file, but its model has "
+                           "a baseline_lm_eval; fix: add lm_eval: FILE (lm-eval run on this quant), or remove "
+                           "baseline_lm_eval"),
+    ({"baseline_lm_eval": ""}, "models[0].quants[0].lm_eval (line 9): names an lm-eval results file, but the model "
+                               "has no baseline_lm_eval"),
+    ({"baseline_lm_eval": "", "cell_lm_eval": ""}, "(m-Q4_0) has no lm_eval: results file, but screen.quality_metric "
+                                                   "is lm_eval"),
+    ({"section": "lm_eval: {task: arc_easy}"}, "models.yaml.lm_eval (line 3): has no metric; fix: add metric: "
+                                               "acc,none"),
+])
+def test_models_yaml_mistakes_are_one_line_with_the_key_and_line(tmp_path, kw, expected):
+    with pytest.raises(ScreenInputError) as info:
+        load_plan(models_yaml(tmp_path, **kw), {})
+    assert expected in str(info.value)
+
+
+def test_the_command_line_cells_cannot_use_lm_eval_quality(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text("screen: {quality_metric: lm_eval}\nlm_eval: {task: arc_easy, metric: 'acc,none'}\n")
+    with pytest.raises(ScreenInputError, match="--checkpoint: names no lm-eval results file"):
+        load_plan(path, {"checkpoints": ("a.gguf",), "baseline": "b.gguf"})
+
+
+def test_preflight_reads_every_file_and_compares_each_cell_with_its_baseline(tmp_path):
+    from quantscreen.pipeline.preflight import check_lm_eval
+
+    (tmp_path / "lm-eval").mkdir()
+    shutil.copy(BASE, tmp_path / "lm-eval" / "base.json")
+    shutil.copy(GPTQ, tmp_path / "lm-eval" / "q4.json")
+    plan = load_plan(models_yaml(tmp_path), {})
+    check_lm_eval(plan)
+    edited(tmp_path, GPTQ, lambda d: d["n-shot"].update({"arc_easy": 25})).replace(tmp_path / "lm-eval" / "q4.json")
+    with pytest.raises(ScreenInputError, match=r"q4.json \(lm-eval results of m-Q4_0\): differs from its baseline's"):
+        check_lm_eval(plan)
