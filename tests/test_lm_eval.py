@@ -201,3 +201,70 @@ def test_preflight_reads_every_file_and_compares_each_cell_with_its_baseline(tmp
     edited(tmp_path, GPTQ, lambda d: d["n-shot"].update({"arc_easy": 25})).replace(tmp_path / "lm-eval" / "q4.json")
     with pytest.raises(ScreenInputError, match=r"q4.json \(lm-eval results of m-Q4_0\): differs from its baseline's"):
         check_lm_eval(plan)
+
+
+# ---- the verdict and cells.csv -------------------------------------------------------------------------------------
+
+def measured(cell_id, baseline, lm_eval_file, refusals=(1.0, 1.0, 0.0, 1.0)):
+    score = read_score(lm_eval_file, "arc_easy", "acc,none", cell_id).record()
+    records = {n: ProbeRecord(n, sum(refusals) / 4, 4, refusals, "v", "d") for n in
+               ("refusal_rate_regex", "harmless_refusal_rate_regex")}
+    records.update({n: ProbeRecord(n, 0.8, 4, (0.8,) * 4, f"{n}-v1", "d") for n in
+                    ("bertscore_f1", "rouge_l_f1", "coherence")})
+    return CellMeasurement(cell_id, "m", "baseline" if baseline else "q", baseline,
+                           {"path": "p", "format": "f", "bits_per_weight": 4.0, "sha256": "s"},
+                           {**records, "lm_eval": score}, imported_from={"lm_eval": str(lm_eval_file)})
+
+
+def test_the_verdict_takes_the_imported_delta_and_reports_its_interval_and_source():
+    from quantscreen.verdicts.compare import compare
+    from quantscreen.verdicts.table import CELL_COLUMNS, baseline_row, comparison_row
+
+    c = compare(measured("m-q", False, GPTQ), measured("m-baseline", True, BASE),
+                ScreenThresholds(quality_metric="lm_eval"))
+    assert c.quality_delta_pp == pytest.approx(100 * (0.6902 - 0.7134))
+    half = 1.959964 * (0.0093 ** 2 + 0.0095 ** 2) ** 0.5
+    assert c.quality_delta_ci_pp == pytest.approx((100 * (-0.0232 - half), 100 * (-0.0232 + half)), abs=1e-3)
+    assert "quality delta (lm_eval) -2.32pp [95% CI -4.9, +0.3]" in c.explain()
+    row, base = comparison_row(c), baseline_row(c)
+    digest = __import__("hashlib").sha256(GPTQ.read_bytes()).hexdigest()
+    assert row["lm_eval"] == 0.6902 and row["lm_eval_delta_pp"] == pytest.approx(-2.32)
+    assert row["quality_source"].startswith(f"imported: {GPTQ} (sha256 {digest}) against the baseline's {BASE}")
+    assert row["lm_eval_file"] == str(GPTQ) and row["lm_eval_sha256"] == digest and row["lm_eval_n"] == 2376
+    assert base["lm_eval"] == 0.7134 and base["lm_eval_stderr"] == 0.0093
+    assert {"quality_source", "quality_delta_ci_low_pp", "lm_eval", "lm_eval_delta_pp", "lm_eval_sha256"} <= set(
+        CELL_COLUMNS)
+
+
+def test_a_measured_quality_metric_says_so_and_has_no_interval():
+    from quantscreen.verdicts.compare import compare
+    from quantscreen.verdicts.table import comparison_row
+
+    c = compare(measured("m-q", False, GPTQ), measured("m-baseline", True, BASE), ScreenThresholds())
+    row = comparison_row(c)
+    assert row["quality_source"] == "measured: bertscore_f1-v1 over 4 items" and c.quality_delta_ci_pp is None
+    assert row["lm_eval_delta_pp"] == pytest.approx(-2.32)  # reported beside, not the verdict's
+
+
+def test_the_imported_score_is_a_quality_metric_of_the_matrix_and_of_an_imported_cells_csv(tmp_path):
+    from quantscreen.verdicts.compare import compare
+    from quantscreen.verdicts.matrix import from_cell_rows
+    from quantscreen.verdicts.matrix_input import load_matrix
+    from quantscreen.verdicts.table import CELL_COLUMNS, baseline_row, comparison_row, write_csv
+
+    c = compare(measured("m-q", False, GPTQ), measured("m-baseline", True, BASE),
+                ScreenThresholds(quality_metric="lm_eval"))
+    rows = [comparison_row(c), baseline_row(c)]
+    assert "lm_eval" in from_cell_rows(rows).quality_metrics
+    write_csv(tmp_path / "cells.csv", CELL_COLUMNS, rows)
+    imported = load_matrix(tmp_path / "cells.csv")
+    assert "lm_eval" in imported.quality_metrics and "quality_source" not in imported.quality_metrics
+
+
+def test_no_interval_when_a_side_has_no_stderr(tmp_path):
+    from quantscreen.verdicts.compare import compare
+
+    cell = measured("m-q", False, GPTQ)
+    cell = replace(cell, records={**cell.records, "lm_eval": replace(cell.records["lm_eval"], stderr=None)})
+    c = compare(cell, measured("m-baseline", True, BASE), ScreenThresholds(quality_metric="lm_eval"))
+    assert c.quality_delta_ci_pp is None and "[95% CI" not in c.explain().split("refusal")[0]
