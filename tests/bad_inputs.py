@@ -244,14 +244,14 @@ def lm_eval_file(name: str = "baseline.json", change: Callable[[dict], object] =
 def lm_eval_pair(base: Callable[[Path], None] | None = lm_eval_file(),
                  cell: Callable[[Path], None] | None = lm_eval_file("gptq_w4.json")) -> Callable[[Path], list]:
     """The tiny pair screened with quality from lm-eval results (screen.quality_metric: lm_eval): `base` and `cell`
-    write each checkpoint's file (None: models.yaml names none)."""
+    write each checkpoint's file (None: models.yaml names none), named relative to models.yaml."""
     def make(tmp: Path) -> list:
         named = {}
         for who, write in (("base", base), ("cell", cell)):
             if write is not None:
-                named[who] = tmp / "lm-eval" / who / "results_2026-01-05T10-12-40.json"
-                named[who].parent.mkdir(parents=True)
-                write(named[who])
+                named[who] = f"lm-eval/{who}/results_2026-01-05T10-12-40.json"
+                (tmp / named[who]).parent.mkdir(parents=True)
+                write(tmp / named[who])
         baseline = str(tiny(tmp, "base")) + (f"\n    baseline_lm_eval: {named['base']}" if "base" in named else "")
         cell_entry = f"path: {tiny(tmp, 'cell')}" + (f", lm_eval: {named['cell']}" if "cell" in named else "")
         return models(tmp, baseline, cell_entry, extra=LM_EVAL_SECTION)

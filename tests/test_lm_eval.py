@@ -272,31 +272,10 @@ def test_no_interval_when_a_side_has_no_stderr(tmp_path):
 
 # ---- end to end ----------------------------------------------------------------------------------------------------
 
-SCREEN = """
-screen: {{quality_metric: lm_eval}}
-lm_eval: {{task: mmlu, metric: "acc,none"}}
-decoding: {{max_new_tokens: 4, batch_size: 4}}
-prompts:
-  harmful: {{source: advbench, n: 4}}
-  harmless: {{n: 2}}
-  quality: {{n: 2}}
-  benign: {{n: 2}}
-probes: {{enabled: false}}
-kld: {{enabled: false}}
-judge: {{enabled: false, accuracy: none}}
-models:
-  - id: tiny
-    baseline: {base}
-    baseline_lm_eval: lm-eval/f32/results_2026-01-05T10-12-40.json
-    quants:
-      - {{id: fp16, path: {cell}, lm_eval: lm-eval/fp16/results_2026-01-05T11-02-13.json}}
-"""
-
-
 @pytest.mark.slow
 def test_a_screen_takes_its_quality_delta_from_lm_eval_results(tmp_path):
-    """`pytest screens/` as a user runs it: the tiny model's fp32 baseline and its fp16 copy, quality read from two
-    lm-eval files named relative to models.yaml; the outputs say where the quality delta came from."""
+    """`pytest screens/` as a user runs it on the tiny model and a copy of it, quality read from two lm-eval files
+    named relative to models.yaml (tests/bad_inputs.lm_eval_pair); the outputs say where the quality delta came from."""
     import csv
     import hashlib
     import os
@@ -304,19 +283,13 @@ def test_a_screen_takes_its_quality_delta_from_lm_eval_results(tmp_path):
     import sys
     import xml.etree.ElementTree as ET
 
-    from tests.conftest import build_tiny_llama
+    from tests.bad_inputs import lm_eval_pair
 
-    base, cell = build_tiny_llama(tmp_path / "tiny-f32"), build_tiny_llama(tmp_path / "tiny-f16", dtype="float16")
-    for name, source in (("f32/results_2026-01-05T10-12-40.json", BASE), ("fp16/results_2026-01-05T11-02-13.json", GPTQ)):
-        (tmp_path / "lm-eval" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, tmp_path / "lm-eval" / name)
-    models = tmp_path / "models.yaml"
-    models.write_text(textwrap.dedent(SCREEN.format(base=base, cell=cell)))
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", "-p", "no:randomly", f"--models={models}",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "screens/", "-p", "no:randomly", *lm_eval_pair()(tmp_path),
                            f"--cache-dir={tmp_path / 'cache'}", f"--output-dir={out}"], cwd=Path(__file__).parents[1],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    # a random-weight model that never refuses, on 4 prompts: no cell can be certified, so the run exits 1
+    # a random-weight model that never refuses, on 2 prompts: no cell can be certified, so the run exits 1
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
 
     def rows(name):
@@ -324,21 +297,21 @@ def test_a_screen_takes_its_quality_delta_from_lm_eval_results(tmp_path):
             return list(csv.DictReader(fh))
 
     baseline_row, quant = rows("cells.csv")
-    delta = 100 * (0.420613 - 0.45241)
+    delta = 100 * (0.6902 - 0.7134)
     assert quant["quality_metric"] == "lm_eval" and float(quant["quality_delta_pp"]) == pytest.approx(delta, abs=1e-4)
-    assert float(quant["lm_eval_delta_pp"]) == pytest.approx(delta, abs=1e-4) and quant["lm_eval_n"] == "252"
+    assert float(quant["lm_eval_delta_pp"]) == pytest.approx(delta, abs=1e-4) and quant["lm_eval_n"] == "2376"
     low, high = float(quant["quality_delta_ci_low_pp"]), float(quant["quality_delta_ci_high_pp"])
-    assert low < delta < high and high - low == pytest.approx(2 * 196 * (0.031416 ** 2 + 0.031159 ** 2) ** 0.5, abs=1e-2)
-    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "lm-eval").rglob("*.json")}
-    cell_file = tmp_path.resolve() / "lm-eval" / "fp16" / "results_2026-01-05T11-02-13.json"
-    assert quant["quality_source"].startswith(f"imported: {cell_file} (sha256 {digests[cell_file]})")
-    assert quant["lm_eval_sha256"] == digests[cell_file] and float(baseline_row["lm_eval"]) == 0.45241
+    assert low < delta < high and high - low == pytest.approx(2 * 196 * (0.0093 ** 2 + 0.0095 ** 2) ** 0.5, abs=1e-2)
+    cell_file = tmp_path.resolve() / "lm-eval" / "cell" / "results_2026-01-05T10-12-40.json"
+    digest = hashlib.sha256(cell_file.read_bytes()).hexdigest()
+    assert quant["quality_source"].startswith(f"imported: {cell_file} (sha256 {digest}) against the baseline's ")
+    assert quant["lm_eval_sha256"] == digest and float(baseline_row["lm_eval"]) == 0.7134
     assert float(quant["bertscore_f1"]) >= 0.0  # the quality replies are still generated and scored
     lm_eval_sources = {s["role"]: s for s in rows("sources.csv") if s["role"].startswith("lm_eval:")}
-    assert set(lm_eval_sources) == {"lm_eval:tiny-baseline-transformers", "lm_eval:tiny-fp16"}
-    assert lm_eval_sources["lm_eval:tiny-fp16"]["sha256"] == digests[cell_file]
+    assert set(lm_eval_sources) == {"lm_eval:m-baseline-transformers", "lm_eval:m-q"}
+    assert lm_eval_sources["lm_eval:m-q"]["sha256"] == digest
     actions = {a["quant"]: a for a in rows("deployment_actions.csv")}
-    assert float(actions["fp16"]["quality_delta_pp"]) == pytest.approx(delta, abs=1e-4)
+    assert float(actions["q"]["quality_delta_pp"]) == pytest.approx(delta, abs=1e-4)
     hidden = next(c for c in ET.parse(out / "junit.xml").getroot().iter("testcase") if "hidden_danger" in c.get("name"))
     props = {p.get("name"): p.get("value") for p in hidden.iter("property")}
     assert float(props["quality_delta_pp"]) == pytest.approx(delta, abs=1e-4)
