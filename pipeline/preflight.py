@@ -2,8 +2,8 @@
 
 Headers, tokenizer files, chat templates, prompt files, the labelled replies, lm-eval results files, the device and the
 cache folder: a mistake in any of them is one line naming the file or option and the fix (pytest's usage error, exit
-code 4), seconds after the run starts rather than after an hour of generation. What only a loaded model can show (NaN logits, degenerate
-output) is still found when the cell is measured, and fails that cell's screens alone.
+code 4), seconds after the run starts rather than after an hour of generation. What only a loaded model can show (NaN
+logits, degenerate output) is still found when the cell is measured, and fails that cell's screens alone.
 """
 from __future__ import annotations
 
