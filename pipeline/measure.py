@@ -110,6 +110,7 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
         holder.clear()
         gc.collect()
     _check_not_degenerate(label, info, responses["quality"])
+    imported = _imported_quality(spec, plan, ws, label)
     return CellMeasurement(
         cell_id=label, model=model.model_id, quant="baseline" if is_baseline else spec.quant, is_baseline=is_baseline,
         checkpoint={"path": str(info.path), "format": info.format + (f" + KV {spec.kv_cache}" if spec.kv_cache and
@@ -121,7 +122,8 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
                     + (", flash attention" if settings.flash_attn and not settings.batch_invariant else ""),
                     "tensor_types": ";".join(f"{k}:{v}" for k, v in info.tensor_types.items()),
                     "type_mix_sha256": info.type_mix_sha256, "derive": spec.derive or ""},
-        records={**_probe_records(prompt_sets, responses, ws), **(kld.records() if kld is not None else {})},
+        records={**_probe_records(prompt_sets, responses, ws), **(kld.records() if kld is not None else {}),
+                 **{r.name: r for r in imported}}, imported_from={r.name: spec.lm_eval for r in imported},
         mean_response_tokens={role: sum(r.n_tokens for r in rs) / len(rs) for role, rs in responses.items() if rs},
         capture=capture, probe_error=probe_error, responses={role: tuple(rs) for role, rs in responses.items()},
         kld_error=kld_error, generation=verification_figures(responses))
@@ -312,6 +314,19 @@ def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
                                                   "benign_refusal_rate_regex"))
     records.extend(_classifier_records(prompt_sets, responses, encoder, ws))
     return {r.name: r for r in records}
+
+
+def _imported_quality(spec: CheckpointSpec, plan: Plan, ws: Workspace, label: str) -> list:
+    """The checkpoint's score read from its lm-eval results file (pipeline.lm_eval_results), where models.yaml names
+    one; recorded in sources.csv like every file a run reads. The quality replies are still generated (the degenerate
+    check, BERTScore, ROUGE-L and coherence read them); screen.quality_metric decides which figure the verdict uses."""
+    if spec.lm_eval is None or plan.lm_eval is None:
+        return []
+    from quantscreen.pipeline.lm_eval_results import read_score
+
+    score = read_score(spec.lm_eval, plan.lm_eval.task, plan.lm_eval.metric, label)
+    ws.data_sources[f"lm_eval:{label}"] = score.source(f"lm_eval:{label}")
+    return [score.record()]
 
 
 def _classifier_records(prompt_sets: dict, responses: dict, encoder: str, ws: Workspace) -> list:

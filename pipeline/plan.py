@@ -83,6 +83,7 @@ class CheckpointSpec:
     kv_cache: str | None = None  # a quantized KV cache (K type, or K/V types); alone: the baseline's weights with it
     bits_per_weight: float | None = None  # served models: what the server runs (it does not say)
     format: str | None = None  # served models: the reports' format column
+    lm_eval: str | None = None  # an lm-evaluation-harness results file of this checkpoint (pipeline.lm_eval_results)
 
     @property
     def weights(self) -> "CheckpointSpec | None":
@@ -122,6 +123,13 @@ class PromptSpec:
 
 
 @dataclass(frozen=True)
+class LmEvalSpec:
+    """models.yaml `lm_eval:`: which score of each checkpoint's lm-eval results file is its imported quality."""
+    task: str  # a task or group name, as a key of the file's `results`
+    metric: str  # "<metric>,<filter>", as lm-eval keys it, e.g. "acc,none"
+
+
+@dataclass(frozen=True)
 class Plan:
     models: tuple[ModelSpec, ...]
     thresholds: ScreenThresholds
@@ -137,6 +145,7 @@ class Plan:
     probes: ProbeSettings = ProbeSettings()
     kld: KldSettings = KldSettings()
     judge: JudgeSpec = JudgeSpec()
+    lm_eval: LmEvalSpec | None = None
 
     def cells(self) -> list[tuple[ModelSpec, CheckpointSpec]]:
         return [(m, q) for m in self.models for q in m.quants]
@@ -214,11 +223,15 @@ def _parse_model(m, base: Path, where: str) -> ModelSpec:
         quants.append(CheckpointSpec(quant=q["id"].strip(), derive=q.get("derive"),
                                      path=_resolve_path(q["path"], base) if "path" in q else None,
                                      server=q.get("server"), served_model=q.get("model"), kv_cache=q.get("kv_cache"),
-                                     bits_per_weight=q.get("bits_per_weight"), format=q.get("format")))
+                                     bits_per_weight=q.get("bits_per_weight"), format=q.get("format"),
+                                     lm_eval=_resolve_path(q["lm_eval"], base) if "lm_eval" in q else None))
     raw_base = m["baseline"]
+    baseline_lm_eval = _resolve_path(m["baseline_lm_eval"], base) if "baseline_lm_eval" in m else None
     baseline = (CheckpointSpec("baseline", server=raw_base["server"], served_model=raw_base.get("model"),
-                               bits_per_weight=raw_base.get("bits_per_weight"), format=raw_base.get("format"))
-                if isinstance(raw_base, dict) else CheckpointSpec("baseline", path=_resolve_path(raw_base, base)))
+                               bits_per_weight=raw_base.get("bits_per_weight"), format=raw_base.get("format"),
+                               lm_eval=baseline_lm_eval)
+                if isinstance(raw_base, dict) else CheckpointSpec("baseline", path=_resolve_path(raw_base, base),
+                                                                  lm_eval=baseline_lm_eval))
     model = ModelSpec(model_id=m["id"].strip(), quants=tuple(quants), system_prompt=m.get("system_prompt") or None,
                       baseline=baseline, chat_template=_template_file(m, base, "chat_template"),
                       engine=m.get("engine", ModelSpec.engine), served=_parse_served(m, base, where))
@@ -356,6 +369,42 @@ def _parse_judge(data, base: Path, where: str, overrides: Overrides) -> JudgeSpe
                              "chat_template": _template_file(raw, base, "judge.chat_template"), "accuracy": accuracy})
 
 
+def _parse_lm_eval(data, thresholds: ScreenThresholds, where: str) -> LmEvalSpec | None:
+    """The `lm_eval:` section: which task and metric of the lm-eval results files is read (README, 'Quality from
+    lm-evaluation-harness'). The files themselves are read and checked by pipeline.preflight."""
+    raw = data.get("lm_eval")
+    if raw is None and thresholds.quality_metric == "lm_eval":
+        raise ScreenInputError(_at(f"{where}.screen", data.get("screen"), "quality_metric"),
+                               "is lm_eval, but no lm_eval: section names the task and metric to read",
+                               "add lm_eval: {task: arc_easy, metric: 'acc,none'}, baseline_lm_eval: FILE to each "
+                               "model and lm_eval: FILE to each quant")
+    return None if raw is None else typed(LmEvalSpec, raw)
+
+
+def _check_lm_eval_files(models: tuple[ModelSpec, ...], raw_models: list, spec: LmEvalSpec | None,
+                         thresholds: ScreenThresholds, where: str) -> None:
+    """A cell's imported quality is a delta against its baseline's: both files or neither, and an lm_eval: section to
+    read them by; with screen.quality_metric lm_eval, every cell needs both."""
+    needed = thresholds.quality_metric == "lm_eval"
+    for i, (model, raw) in enumerate(zip(models, raw_models)):
+        has_base = model.baseline.lm_eval is not None
+        if has_base and spec is None:
+            raise ScreenInputError(_at(f"{where}.models[{i}]", raw, "baseline_lm_eval"), "names an lm-eval results "
+                                   "file, but no lm_eval: section says which task and metric to read",
+                                   "add lm_eval: {task: arc_easy, metric: 'acc,none'}")
+        for j, (quant, q) in enumerate(zip(model.quants, raw["quants"])):
+            at = f"{where}.models[{i}].quants[{j}]"
+            if quant.lm_eval is not None and not has_base:
+                raise ScreenInputError(_at(at, q, "lm_eval"), "names an lm-eval results file, but the model has no "
+                                       "baseline_lm_eval to compare it with",
+                                       "add baseline_lm_eval: FILE (lm-eval run on the baseline) to the model")
+            if quant.lm_eval is None and (has_base or needed):
+                why = "its model has a baseline_lm_eval" if has_base else "screen.quality_metric is lm_eval"
+                raise ScreenInputError(_at(at, q, "id"), f"({cell_id(model, quant)}) has no lm_eval: results file, but "
+                                       f"{why}", "add lm_eval: FILE (lm-eval run on this quant)"
+                                       + (", or remove baseline_lm_eval" if has_base else ""))
+
+
 def _check_flags(overrides: Overrides) -> None:
     for key, (flag, path) in _FLAGS.items():
         if overrides.value(key) is not None:
@@ -376,15 +425,21 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
     probes = _parse_probes(data, where)
     kld = _parse_kld(data, thresholds, where)
     judge = _parse_judge(data, base, where, overrides)
+    lm_eval = _parse_lm_eval(data, thresholds, where)
     if overrides.no_probes:
         probes = ProbeSettings(**{**probes.__dict__, "enabled": False})
     if overrides.checkpoints:
+        if thresholds.quality_metric == "lm_eval":
+            raise ScreenInputError("--checkpoint", "names no lm-eval results file, but screen.quality_metric is "
+                                   "lm_eval", "list the model in models.yaml with baseline_lm_eval: and lm_eval: "
+                                   "files, or choose another screen.quality_metric")
         models = (_cli_model(overrides),)
         origin = "--checkpoint/--baseline"
     else:
         if overrides.baseline:
             raise ScreenInputError("--baseline", "was given without --checkpoint", "add --checkpoint PATH (repeatable)")
         models = _parse_models(data, base, where)
+        _check_lm_eval_files(models, data["models"], lm_eval, thresholds, where)
         origin = str(models_file)
     for key in ("max_new_tokens", "batch_size", "dtype"):
         if overrides.value(key) is not None:
@@ -416,7 +471,7 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
         models = tuple(replace(m, engine=overrides.engine) for m in models)
     _check_torch_metric(models, thresholds, where)
     return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, kld=kld, judge=judge,
-                **decoding)
+                lm_eval=lm_eval, **decoding)
 
 
 def _check_torch_metric(models: tuple[ModelSpec, ...], thresholds: ScreenThresholds, where: str) -> None:

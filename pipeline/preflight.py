@@ -1,9 +1,9 @@
 """Everything about a plan that can be checked without loading weights, checked before the first test runs.
 
-Headers, tokenizer files, chat templates, prompt files, the labelled replies, the device and the cache folder: a
-mistake in any of them is one line naming the file or option and the fix (pytest's usage error, exit code 4), seconds
-after the run starts rather than after an hour of generation. What only a loaded model can show (NaN logits, degenerate
-output) is still found when the cell is measured, and fails that cell's screens alone.
+Headers, tokenizer files, chat templates, prompt files, the labelled replies, lm-eval results files, the device and the
+cache folder: a mistake in any of them is one line naming the file or option and the fix (pytest's usage error, exit
+code 4), seconds after the run starts rather than after an hour of generation. What only a loaded model can show (NaN
+logits, degenerate output) is still found when the cell is measured, and fails that cell's screens alone.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def preflight(plan, ws, device: str) -> dict:
     check_writable(ws.cache_dir, "--cache-dir")
     for model in plan.models:
         check_model(model, ws)
+    if plan.lm_eval is not None:
+        check_lm_eval(plan)
     if plan.judge.enabled and plan.judge.checkpoint:
         from quantscreen.pipeline.workspace import embedded_path
 
@@ -101,6 +103,22 @@ def check_kv_cache(model, spec, base: CheckpointInfo) -> None:
                                f"{model.engine}", "screen KV-cache cells of a GGUF baseline with engine auto or "
                                "llamacpp, or of a served model (kv_cache: names what its server runs)")
     kv_types(spec.kv_cache)
+
+
+def check_lm_eval(plan) -> None:
+    """Every lm-eval results file the plan names holds its task's metric as a 0..1 number, and each cell's file scored
+    the same items the same way as its baseline's (pipeline.lm_eval_results)."""
+    from quantscreen.pipeline.lm_eval_results import check_comparable, read_score
+    from quantscreen.pipeline.plan import cell_id
+
+    task, metric = plan.lm_eval.task, plan.lm_eval.metric
+    for model in plan.models:
+        if model.baseline.lm_eval is None:
+            continue
+        base = read_score(model.baseline.lm_eval, task, metric, f"{model.model_id}'s baseline")
+        for spec in model.quants:
+            cid = cell_id(model, spec)
+            check_comparable(read_score(spec.lm_eval, task, metric, cid), base, cid)
 
 
 def check_template(info: CheckpointInfo, override: str | None, whose: str) -> None:

@@ -24,6 +24,7 @@ class CellMeasurement:
     judge: str | None = None  # which judge labelled them
     kld_error: str | None = None  # why the KLD pass (probes/kld.py) could not run
     generation: dict = field(default_factory=dict)  # paired verification's figures (pipeline.measure), if it ran
+    imported_from: dict = field(default_factory=dict)  # record name -> the file a figure was read from (lm_eval)
 
     @property
     def instruments(self) -> tuple[str, ...]:

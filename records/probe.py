@@ -16,6 +16,7 @@ class ProbeRecord:
     inputs_digest: str
     ci_low: float | None = None
     ci_high: float | None = None
+    stderr: float | None = None  # where the source reports one (an imported lm-eval score): the delta's interval
 
 
 def rate_record(name: str, flags, version: str, inputs_digest: str) -> ProbeRecord:

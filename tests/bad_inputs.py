@@ -227,6 +227,37 @@ def no_cuda(tmp: Path) -> list:
     return [*tiny_pair(tmp), "--device=cuda"]
 
 
+LM_EVAL = Path(__file__).parent / "data" / "lm_eval"  # lm-eval 0.4 results files of our own (tests/test_lm_eval.py)
+LM_EVAL_SECTION = "screen: {quality_metric: lm_eval}\nlm_eval: {task: arc_easy, metric: 'acc,none'}\n"
+
+
+def lm_eval_file(name: str = "baseline.json", change: Callable[[dict], object] = lambda d: None,
+                 text: str | None = None) -> Callable[[Path], None]:
+    """Writes a results file: a copy of a fixture with `change` applied to its data, or `text` as it is."""
+    def write(path: Path) -> None:
+        data = json.loads((LM_EVAL / name).read_text())
+        change(data)
+        path.write_text(json.dumps(data) if text is None else text)
+    return write
+
+
+def lm_eval_pair(base: Callable[[Path], None] | None = lm_eval_file(),
+                 cell: Callable[[Path], None] | None = lm_eval_file("gptq_w4.json")) -> Callable[[Path], list]:
+    """The tiny pair screened with quality from lm-eval results (screen.quality_metric: lm_eval): `base` and `cell`
+    write each checkpoint's file (None: models.yaml names none), named relative to models.yaml."""
+    def make(tmp: Path) -> list:
+        named = {}
+        for who, write in (("base", base), ("cell", cell)):
+            if write is not None:
+                named[who] = f"lm-eval/{who}/results_2026-01-05T10-12-40.json"
+                (tmp / named[who]).parent.mkdir(parents=True)
+                write(tmp / named[who])
+        baseline = str(tiny(tmp, "base")) + (f"\n    baseline_lm_eval: {named['base']}" if "base" in named else "")
+        cell_entry = f"path: {tiny(tmp, 'cell')}" + (f", lm_eval: {named['cell']}" if "cell" in named else "")
+        return models(tmp, baseline, cell_entry, extra=LM_EVAL_SECTION)
+    return make
+
+
 GOOD_MODELS = """
 models:
   - id: m
@@ -341,6 +372,31 @@ CASES = [
     Case("disk-full-outputs", "the disk fills up while the result tables are written (simulated ENOSPC)",
          disk_full("replace", f"{os.sep}out{os.sep}"), "No space left on device"),
     Case("bad-matrix", "--matrix names a table with a non-number", bad_matrix, "matrix.csv"),
+    # ---- lm-eval results (quality imported: screen.quality_metric lm_eval)
+    Case("lm-eval-missing-file", "baseline_lm_eval names a file that does not exist",
+         lm_eval_pair(base=lambda p: None), "(lm-eval results of m's baseline): does not exist"),
+    Case("lm-eval-not-json", "an lm-eval results file that is not JSON",
+         lm_eval_pair(cell=lm_eval_file(text='{"results": {"arc_easy": ')), "is not valid JSON"),
+    Case("lm-eval-no-results", "a JSON file without lm-eval's results mapping (e.g. a samples file)",
+         lm_eval_pair(cell=lm_eval_file(change=lambda d: d.pop("results"))), "has no 'results' mapping"),
+    Case("lm-eval-task-missing", "lm_eval.task is not in the results file",
+         lm_eval_pair(base=lm_eval_file(change=lambda d: d["results"].pop("arc_easy"))),
+         "has no task 'arc_easy' (tasks there:"),
+    Case("lm-eval-metric-missing", "lm_eval.metric is not among the task's metrics",
+         lm_eval_pair(base=lm_eval_file(change=lambda d: d["results"]["arc_easy"].pop("acc,none"))),
+         "has no metric 'acc,none' for arc_easy (metrics there:"),
+    Case("lm-eval-not-a-number", "the metric's value is not a number",
+         lm_eval_pair(cell=lm_eval_file("gptq_w4.json",
+                                        lambda d: d["results"]["arc_easy"].update({"acc,none": "N/A"}))),
+         "not a number"),
+    Case("lm-eval-cell-without-file", "the baseline names an lm-eval results file, its quant none",
+         lm_eval_pair(cell=None), "has no lm_eval: results file, but its model has a baseline_lm_eval"),
+    Case("lm-eval-baseline-without-file", "a quant names an lm-eval results file, its baseline none",
+         lm_eval_pair(base=None), "the model has no baseline_lm_eval to compare it with"),
+    Case("lm-eval-other-items", "the quant's lm-eval run used another --limit than the baseline's",
+         lm_eval_pair(cell=lm_eval_file("gptq_w4.json", lambda d: (d["n-samples"]["arc_easy"].update(effective=500),
+                                                                    d["config"].update(limit=500)))),
+         "differs from its baseline's"),
     # ---- served models and KV-cache cells
     Case("unreachable-server", "a served baseline at a port nothing listens on (found before any load)",
          yaml_text("models:\n  - id: m\n    tokenizer: SMOL\n    baseline: {server: 'http://127.0.0.1:9/v1', model: b}\n"

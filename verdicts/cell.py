@@ -60,6 +60,7 @@ class CellComparison:
     thresholds: ScreenThresholds
     deltas_pp: dict[str, float]
     quality_delta_pp: float
+    quality_delta_ci_pp: tuple[float, float] | None  # where the quality records carry standard errors (lm_eval)
     paired: stats.PairedTable
     mcnemar_p: float
     delta_ci_pp: tuple[float, float]
@@ -169,7 +170,10 @@ class CellComparison:
             f"; refusal delta ({i}{'' if i in self.instruments.screening else ', reported only'}) {d:+.2f}pp, lost "
             f"{self.judge_figures[f'refusals_lost_{i}']} / gained {self.judge_figures[f'refusals_gained_{i}']}"
             for i, d in self.refusal_deltas_pp().items() if i != self.primary)
-        return (f"{self.cell.cell_id}: quality delta ({self.thresholds.quality_metric}) {self.quality_delta_pp:+.2f}pp, "
+        q_ci = "" if self.quality_delta_ci_pp is None else (
+            f" [95% CI {self.quality_delta_ci_pp[0]:+.1f}, {self.quality_delta_ci_pp[1]:+.1f}]")
+        return (f"{self.cell.cell_id}: quality delta ({self.thresholds.quality_metric}) {self.quality_delta_pp:+.2f}pp"
+                f"{q_ci}, "
                 f"refusal delta ({self.primary}, primary) {self.refusal_delta_pp:+.2f}pp [95% CI {lo:+.1f}, {hi:+.1f}], "
                 f"lost {self.paired.lost} / gained {self.paired.gained} refusals, McNemar p={self.mcnemar_p:.3g}"
                 + others + f"; regime {self.regime}")

@@ -54,6 +54,7 @@ def compare(cell: CellMeasurement, baseline: CellMeasurement, t: ScreenThreshold
         raise ScreenInputError(f"screen.quality_metric: {t.quality_metric}", f"was not measured on {cell.cell_id} "
                                f"({why})", "fix the cause, or choose another screen.quality_metric")
     quality = deltas[t.quality_metric]
+    quality_ci = _quality_delta_ci(cell.records[t.quality_metric], baseline.records[t.quality_metric])
     by_instrument = {inst: regimes.classify(quality, deltas[f"refusal_rate_{inst}"], t) for inst in instruments}
     rates = {i: cell.value(f"refusal_rate_{i}") for i in choice.screening}
     divergent = any(regimes.diverges(rates[a], rates[b], t) for a in choice.screening for b in choice.screening
@@ -62,7 +63,8 @@ def compare(cell: CellMeasurement, baseline: CellMeasurement, t: ScreenThreshold
     if divergent and regime == regimes.NEUTRAL:
         regime = regimes.DIVERGENCE
     comparison = CellComparison(
-        cell=cell, baseline=baseline, thresholds=t, deltas_pp=deltas, quality_delta_pp=quality, paired=table,
+        cell=cell, baseline=baseline, thresholds=t, deltas_pp=deltas, quality_delta_pp=quality,
+        quality_delta_ci_pp=quality_ci, paired=table,
         mcnemar_p=stats.mcnemar_exact_p(table), delta_ci_pp=(round(100 * lo, 4), round(100 * hi, 4)),
         flip_noise=noise, mde_pp=None if mde is None else round(100 * mde, 4), power_at_tolerance=power,
         regime_by_instrument=by_instrument, regime=regime,
@@ -96,6 +98,15 @@ def compare(cell: CellMeasurement, baseline: CellMeasurement, t: ScreenThreshold
     if probe_settings is not None and probe_settings.enabled:
         comparison.screens["mechanistic_probes"] = _probe_verdict(comparison, probe_settings)
     return comparison
+
+
+def _quality_delta_ci(cell, baseline) -> tuple[float, float] | None:
+    """95% interval of the quality delta (pp) where both records carry a standard error (an imported lm-eval score).
+    Reported beside the regimes, which stay on the point delta as SPEC §3 writes them."""
+    if cell.stderr is None or baseline.stderr is None:
+        return None
+    lo, hi = stats.unpaired_difference_ci(cell.value, cell.stderr, baseline.value, baseline.stderr)
+    return (round(100 * lo, 4), round(100 * hi, 4))
 
 
 def _probe_verdict(c: CellComparison, settings) -> Verdict:

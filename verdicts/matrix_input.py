@@ -7,7 +7,8 @@ imports as it is):
 - `bits_per_weight` (or `bpw`) and `format` (optional: the BPW regression and the cheapest quant need bpw);
 - metrics, each as its value (0..1) and/or its delta in pp against the model's baseline (`<metric>_delta_pp`):
   quality `bertscore_f1`, `rouge_l_f1`, `coherence`, `top1_agreement` (probes/kld.py: the share of text positions
-  where the cell's most likely next token is the baseline's) or any `quality_<name>`; safety (higher = safer)
+  where the cell's most likely next token is the baseline's), `lm_eval` (a score imported from lm-evaluation-harness,
+  pipeline.lm_eval_results) or any `quality_<name>`; safety (higher = safer)
   `refusal_rate_regex`, `refusal_rate_judge` or any `safety_<name>`. A delta column wins; without one the delta is
   computed from the values and the model's baseline row (which then must exist and carry the value);
 - `kld_mean`, `kld_p99` (nats, higher = further from the baseline, not a 0..1 score) are read by no analysis here: a
@@ -47,7 +48,8 @@ FIX = ("write a CSV with model, quant, is_baseline and metric columns such as be
        "refusal_rate_regex_delta_pp (see README, 'Importing a matrix')")
 
 
-_NOT_METRICS = {"quality_metric"}  # cells.csv names the regime's quality metric in this column
+# cells.csv's columns about the regime's quality delta (which metric, its interval, where it came from), not metrics
+_NOT_METRICS = {"quality_metric", "quality_source", "quality_delta_ci_low_pp", "quality_delta_ci_high_pp"}
 
 
 def _metric_kind(name: str) -> str | None:

@@ -30,7 +30,8 @@ from quantscreen.verdicts.actions import (
     quant_level_roles,
 )
 
-QUALITY_METRICS = ("bertscore_f1", "rouge_l_f1", "coherence", "top1_agreement")  # 0..1, higher = better
+# 0..1, higher = better (lm_eval: an imported lm-evaluation-harness score, checked 0..1 and higher-is-better on import)
+QUALITY_METRICS = ("bertscore_f1", "rouge_l_f1", "coherence", "top1_agreement", "lm_eval")
 REFUSAL_METRICS = ("refusal_rate_regex", "refusal_rate_classifier", "refusal_rate_judge")
 NAN = math.nan
 

@@ -2,6 +2,8 @@
 
 - `mcnemar_exact_p`: exact two-sided McNemar test (binomial on the discordant pairs).
 - `paired_difference_ci`: Newcombe's (1998) method 10 score interval for a difference of paired proportions.
+- `unpaired_difference_ci`: normal interval for a difference of two scores known only with their standard errors (an
+  imported lm-eval score: its results file holds no per-item scores to pair).
 - `drop_power` / `minimum_detectable_drop`: exact power of that McNemar test to detect a refusal drop of `d`,
   under a model where each prompt independently flips refusal->compliance with probability d + f and
   compliance->refusal with probability f (f = background flip noise). The drop cannot exceed the baseline rate.
@@ -72,6 +74,16 @@ def paired_difference_ci(table: PairedTable, z: float = 1.959963984540054) -> tu
     lower = diff - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     upper = diff + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     return (max(-1.0, -upper), min(1.0, -lower))
+
+
+def unpaired_difference_ci(cell: float, cell_stderr: float, baseline: float, baseline_stderr: float,
+                           z: float = 1.959963984540054) -> tuple[float, float]:
+    """Interval for (cell - baseline) from each score's standard error, as if the two were independent. Baseline and
+    quant score the same items, and their per-item results agree far more often than chance, so the true interval is
+    narrower: this one errs wide, never narrow."""
+    half = z * math.sqrt(cell_stderr ** 2 + baseline_stderr ** 2)
+    diff = cell - baseline
+    return (diff - half, diff + half)
 
 
 @functools.lru_cache(maxsize=64)

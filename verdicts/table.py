@@ -21,10 +21,14 @@ from quantscreen.verdicts.cell import (
 METRICS = ("refusal_rate_regex", "refusal_rate_classifier", "refusal_rate_judge", "refusal_rate_judge_strict",
            "harmless_refusal_rate_regex", "harmless_refusal_rate_classifier", "benign_refusal_rate_regex",
            "benign_refusal_rate_classifier", "benign_refusal_rate_judge", "bertscore_f1", "rouge_l_f1", "coherence",
-           "top1_agreement")
+           "top1_agreement", "lm_eval")
 # probes/kld.py against the baseline over the KLD text (the baseline row: itself, so 0, 0 and top1_agreement 1);
 # kld_* are in nats, higher = further from the baseline; kld_rest_mass is the baseline's mass outside its top k
 KLD_COLUMNS = ("kld_mean", "kld_p99", "kld_rest_mass", "kld_n_positions", "kld_version", "kld_error")
+# the score read from the checkpoint's lm-eval results file (pipeline.lm_eval_results): its 95% interval from lm-eval's
+# stderr, the items it scored, what it is (task, metric, n-shot, lm-eval version) and the file with its sha256
+LM_EVAL_COLUMNS = ("lm_eval_ci_low", "lm_eval_ci_high", "lm_eval_stderr", "lm_eval_n", "lm_eval_source", "lm_eval_file",
+                   "lm_eval_sha256")
 INSTRUMENT_COLUMNS = (  # which refusal instrument drives the verdicts (verdicts.agreement.choose_instruments) and why
     "primary_instrument", "screening_instruments", "instrument_choice", "refusal_delta_pp",
     "refusal_rate_classifier_ci_low", "refusal_rate_classifier_ci_high", "classifier_version", "regime_classifier",
@@ -82,7 +86,8 @@ CELL_COLUMNS = (
     "tensor_types", "same_type_mix_as", "made_by", "loaded_by", "derive", "architecture", "checkpoint_path",
     "checkpoint_sha256", "n_harmful", "n_harmless", "n_quality", "n_benign",
     *METRICS, "refusal_rate_regex_ci_low", "refusal_rate_regex_ci_high",
-    *(f"{m}_delta_pp" for m in METRICS), "quality_metric", "quality_delta_pp", *KLD_COLUMNS,
+    *(f"{m}_delta_pp" for m in METRICS), "quality_metric", "quality_delta_pp", "quality_delta_ci_low_pp",
+    "quality_delta_ci_high_pp", "quality_source", *KLD_COLUMNS, *LM_EVAL_COLUMNS,
     "refusals_lost", "refusals_gained", "mcnemar_p", "refusal_delta_ci_low_pp", "refusal_delta_ci_high_pp",
     "flip_noise", "mde_pp", "power_at_tolerance", "powered", *CERTIFY_COLUMNS, *CANARY_COLUMNS, *FLIP_RATE_COLUMNS,
     "regime_regex", "regime", "taxonomy_tags",
@@ -128,6 +133,11 @@ def measurement_row(m: CellMeasurement, accuracy: dict | None = None) -> dict:
                     "kld_rest_mass": rec["kld_rest_mass"].value, "kld_n_positions": rec["kld_mean"].n,
                     "kld_version": rec["kld_mean"].version})
     row["kld_error"] = m.kld_error
+    if "lm_eval" in rec:
+        score = rec["lm_eval"]
+        row.update({"lm_eval_ci_low": score.ci_low, "lm_eval_ci_high": score.ci_high, "lm_eval_stderr": score.stderr,
+                    "lm_eval_n": score.n or None, "lm_eval_source": score.version,
+                    "lm_eval_file": m.imported_from.get("lm_eval"), "lm_eval_sha256": score.inputs_digest})
     row.update({k: m.generation.get(k) for k in VERIFY_COLUMNS})
     if "refusal_rate_classifier" in rec:
         classifier = rec["refusal_rate_classifier"]
@@ -207,7 +217,10 @@ def flip_rates(table) -> dict:
 def comparison_row(c: CellComparison) -> dict:
     row = measurement_row(c.cell, c.accuracy)
     row.update({f"{m}_delta_pp": c.deltas_pp.get(m) for m in METRICS})
+    q_ci = c.quality_delta_ci_pp or (None, None)
     row.update({"quality_metric": c.thresholds.quality_metric, "quality_delta_pp": c.quality_delta_pp,
+                "quality_delta_ci_low_pp": q_ci[0], "quality_delta_ci_high_pp": q_ci[1],
+                "quality_source": quality_source(c),
                 "refusals_lost": c.paired.lost, "refusals_gained": c.paired.gained, "mcnemar_p": c.mcnemar_p,
                 "refusal_delta_ci_low_pp": c.delta_ci_pp[0], "refusal_delta_ci_high_pp": c.delta_ci_pp[1],
                 "flip_noise": c.flip_noise, "mde_pp": c.mde_pp, "power_at_tolerance": c.power_at_tolerance,
@@ -233,6 +246,17 @@ def comparison_row(c: CellComparison) -> dict:
     if probe_screen is not None and probe_screen.status != "pass":
         row["probe_error"] = probe_screen.message
     return row
+
+
+def quality_source(c: CellComparison) -> str:
+    """Where the verdict's quality delta came from: the two lm-eval files (with their sha256), or the probe that
+    measured the quality replies."""
+    name = c.thresholds.quality_metric
+    rec, base = c.cell.records[name], c.baseline.records[name]
+    if name in c.cell.imported_from:
+        return (f"imported: {c.cell.imported_from[name]} (sha256 {rec.inputs_digest}) against the baseline's "
+                f"{c.baseline.imported_from[name]} (sha256 {base.inputs_digest}); {rec.version}")
+    return f"measured: {rec.version} over {rec.n} items"
 
 
 def flip_rows(c: CellComparison, harmful) -> list[dict]:
