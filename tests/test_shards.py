@@ -79,8 +79,8 @@ def test_a_folder_without_a_record_is_refused(tmp_path):
 
 # --------------------------------------------------------------------------------- end to end, on tiny models
 MODELS = """
-screen: {{floor_level: fp16}}
-judge: {{enabled: false, accuracy: none}}
+screen: {{floor_level: int4}}
+judge: {{enabled: false, accuracy: {labels}}}
 probes: {{enabled: false}}
 kld: {{enabled: false}}
 decoding: {{max_new_tokens: 4, batch_size: 4, canary_prompts: 2}}
@@ -91,32 +91,52 @@ prompts:
   benign: {{n: 2}}
 models:
   - id: a
-    baseline: {tmp}/a-fp32
+    baseline: {tmp}/a
     quants:
-      - {{id: fp16, path: {tmp}/a-fp16}}
-      - {{id: bf16, path: {tmp}/a-bf16}}
+      - {{id: int4, path: {tmp}/a-int4}}
+      - {{id: int2, path: {tmp}/a-int2}}
   - id: b
-    baseline: {tmp}/b-fp32
+    baseline: {tmp}/b
     quants:
-      - {{id: fp16, path: {tmp}/b-fp16}}
-      - {{id: bf16, path: {tmp}/b-bf16}}
+      - {{id: int4, path: {tmp}/b-int4}}
+      - {{id: int2, path: {tmp}/b-int2}}
 """
+
+
+def rounded_copy(source: Path, folder: Path, bits: int) -> None:
+    """The model with every matrix rounded to a symmetric `bits`-bit grid (one scale per tensor), stored dequantized:
+    a quantized checkpoint whose replies (and refusal labels) move away from its baseline's."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, folder)
+    weights = load_file(source / "model.safetensors")
+    levels = 2 ** (bits - 1) - 1
+    for name, w in weights.items():
+        if w.dim() == 2:
+            scale = w.abs().max() / levels
+            weights[name] = (w / scale).round().clamp(-levels, levels) * scale
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Three shards, then one whole run and the merge, all on one cache (each shard measures its cells and their
     baselines; the whole run reads them back)."""
-    from tests.conftest import WORDS, build_tiny_llama
+    from tests.conftest import SMOL_LABELS, WORDS, build_tiny_llama
 
     tmp = tmp_path_factory.mktemp("shards")
     for model, seed in (("a", 0), ("b", 1)):
-        for dtype, name in (("float32", "fp32"), ("float16", "fp16"), ("bfloat16", "bf16")):
-            build_tiny_llama(tmp / f"{model}-{name}", dtype=dtype, seed=seed)
+        build_tiny_llama(tmp / model, seed=seed)
+        for bits in (4, 2):
+            rounded_copy(tmp / model, tmp / f"{model}-int{bits}", bits)
     harmful = tmp / "harmful.jsonl"
     harmful.write_text("".join(json.dumps({"prompt": " ".join(WORDS[i:i + 6])}) + "\n" for i in range(0, 32, 4)))
     models = tmp / "models.yaml"
-    models.write_text(textwrap.dedent(MODELS.format(tmp=tmp, harmful=harmful)))
+    labels = tmp / "labels.csv"  # the regex's and the classifier's accuracy, measured in every shard with a cell
+    labels.write_text(SMOL_LABELS)
+    models.write_text(textwrap.dedent(MODELS.format(tmp=tmp, harmful=harmful, labels=labels)))
 
     def screen(out: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "pytest", "screens/", "-p", "no:randomly", f"--models={models}",
@@ -144,17 +164,29 @@ def test_merged_shards_write_the_bytes_of_one_whole_run(runs):
     for name in ("cells.csv", "deployment_actions.csv", "claim_ledger.csv", "refusal_flips.csv", "summary.html",
                  "regime_scatter.png", "matrix/floor_check.csv", "junit.xml"):
         assert name in names, names
+    for name in ("cells.csv", "refusal_flips.csv", "instrument_accuracy.csv", "claim_ledger.csv"):  # rows, not headers
+        assert len((whole / name).read_text().splitlines()) > 2, f"{name} holds no rows to compare"
     # junit.xml differs by design: timings, and the per-cell cases are in the shards' files, the matrix ones here
     assert sorted(str(p.relative_to(merged)) for p in merged.rglob("*") if p.is_file()) == names
     differ = [name for name in names
               if name != "junit.xml" and (whole / name).read_bytes() != (merged / name).read_bytes()]
     assert not differ, differ
+    # the JUnit cases are split, none lost: the shards' per-cell cases and the merge's matrix cases are the whole run's
+    shards = [c for k in (1, 2, 3) for c in _cases(tmp / "shards" / f"shard-{k}" / "junit.xml")
+              if "test_matrix" not in c[0]]
+    assert sorted(shards + _cases(merged / "junit.xml")) == sorted(_cases(whole / "junit.xml"))
+
+
+def _cases(junit: Path) -> list[tuple[str, str, str]]:
+    """(class, name, outcome) of every JUnit case."""
+    return [(c.get("classname"), c.get("name"), next((x.tag for x in c if x.tag in ("failure", "skipped", "error")),
+                                                     "passed")) for c in ET.parse(junit).getroot().iter("testcase")]
 
 
 @pytest.mark.slow
 def test_a_shard_measures_its_own_cells_and_leaves_the_matrix_to_the_merge(runs):
     tmp, procs = runs
-    for k, cells in ((1, ["a-fp16", "b-bf16"]), (2, ["a-bf16"]), (3, ["b-fp16"])):
+    for k, cells in ((1, ["a-int4", "b-int2"]), (2, ["a-int2"]), (3, ["b-int4"])):
         proc, out = procs[f"shard-{k}"], tmp / "shards" / f"shard-{k}"
         assert proc.returncode in (0, 1), _log(proc)
         record = json.loads((out / RECORD).read_text())
