@@ -6,7 +6,8 @@ records/models.schema.json (records.schema checks them); this module checks only
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -149,6 +150,12 @@ class Plan:
 
     def cells(self) -> list[tuple[ModelSpec, CheckpointSpec]]:
         return [(m, q) for m in self.models for q in m.quants]
+
+    def settings(self) -> dict:
+        """Everything that decides the plan's cells and verdicts, as JSON data (`origin`, where it was read from, is
+        left out): each shard of a run records it, and a merge refuses shards whose settings differ from its own."""
+        fields = {k: v for k, v in asdict(self).items() if k != "origin"}
+        return json.loads(json.dumps(fields, default=str, sort_keys=True))
 
 
 def cell_id(model: ModelSpec, quant: CheckpointSpec) -> str:

@@ -114,11 +114,12 @@ RUN_OUTPUTS = ("summary.html", "regime_scatter.png", "claim_ledger.csv", "deploy
                "probe_statistics.csv")
 
 
-def clear_previous(out: Path, junit: str | None) -> list[str]:
+def clear_previous(out: Path, junit: str | None, also: tuple[str, ...] = ()) -> list[str]:
     """Remove what an earlier run wrote to `out` (and its JUnit file), so a run that is stopped half way leaves no
-    earlier verdicts behind for CI to read as this run's. Only files this harness writes, by name; the measurements
-    stay in the cache, so the next run rewrites them all. Returns the names removed."""
-    names = [*RUN_OUTPUTS, *(f"{MATRIX_DIR}/{name}" for name in _EXPLAIN)]
+    earlier verdicts behind for CI to read as this run's. Only files this harness writes, by name (`also`: the
+    plugin's own, e.g. a shard's record); the measurements stay in the cache, so the next run rewrites them all.
+    Returns the names removed."""
+    names = [*RUN_OUTPUTS, *(f"{MATRIX_DIR}/{name}" for name in _EXPLAIN), *also]
     removed = []
     for path in [out / name for name in names] + ([Path(junit)] if junit else []):
         if path.is_file():

@@ -266,6 +266,20 @@ models:
       - {id: Q4_0, derive: "gguf:Q4_0"}
 """
 
+def merge_of_shard_2(*changes: str) -> Callable[[Path], list]:
+    """The tiny pair's one-cell plan run as shard 2/2, which holds no cell (nothing loads), then merged alone, with
+    `changes` to the plan's options."""
+    def make(tmp: Path) -> list:
+        args = tiny_pair(tmp)
+        screens(tmp, [*args, "--shard=2/2", f"--output-dir={tmp / 'shard-2'}"])
+        return [*args, *changes, f"--merge={tmp / 'shard-2'}"]
+    return make
+
+
+def shard(value: str) -> Callable[[Path], list]:
+    return lambda tmp: [*tiny_pair(tmp), f"--shard={value}"]
+
+
 CASES = [
     # ---- checkpoints
     Case("missing-checkpoint", "--checkpoint names a path that does not exist",
@@ -410,6 +424,15 @@ CASES = [
          "is a served model but its baseline is a checkpoint"),
     Case("kv-cache-without-llamacpp", "a KV-cache cell of a Hugging Face baseline",
          lambda t: models(t, tiny(t, "base"), "kv_cache: q8_0"), "needs llama.cpp"),
+    Case("shard-not-k-of-n", "--shard a/b", shard("a/b"), "--shard a/b: is not K/N"),
+    Case("shard-zero", "--shard 0/3 (shards count from 1)", shard("0/3"), "--shard 0/3: needs 1 <= K <= N"),
+    Case("shard-beyond-n", "--shard 4/3", shard("4/3"), "--shard 4/3: needs 1 <= K <= N"),
+    Case("merge-without-record", "--merge names a folder no shard wrote",
+         lambda tmp: [*tiny_pair(tmp), f"--merge={tmp / 'base'}"], "holds no quantscreen-shard.json"),
+    Case("merge-missing-shard", "--merge given shard 2 of 2 only", merge_of_shard_2(),
+         "shard 1/2 missing from --merge"),
+    Case("merge-other-plan", "--merge of a shard measured with other settings",
+         merge_of_shard_2("--max-new-tokens=5"), "was measured with another plan (max_new_tokens: 4 there, 5 here)"),
 ]
 
 
@@ -421,14 +444,19 @@ class Seen:
     output: str
 
 
-def run_case(case: Case, tmp: Path, timeout: int = 600) -> Seen:
-    tmp.mkdir(parents=True, exist_ok=True)
-    args = case.make(tmp)
+def screens(tmp: Path, args: list, timeout: int | None = None) -> subprocess.CompletedProcess:
+    """`pytest screens/ ARGS` as a user runs it, with the scratch folder's cache and output folder unless ARGS name
+    their own."""
     defaults = [f"--cache-dir={tmp / 'cache'}", f"--output-dir={tmp / 'out'}"]
     defaults = [d for d in defaults if not any(a.startswith(d.split("=")[0]) for a in args)]
     cmd = [sys.executable, "-m", "pytest", "screens/", "-p", "no:cacheprovider", "-q", *defaults, *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp / "plugins")])}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def run_case(case: Case, tmp: Path, timeout: int = 600) -> Seen:
+    tmp.mkdir(parents=True, exist_ok=True)
+    proc = screens(tmp, case.make(tmp), timeout)
     output = proc.stdout + proc.stderr
     line = next((x.strip() for x in output.splitlines() if case.fragment in x and "fix:" in x), "")
     return Seen(proc.returncode, line, "Traceback (most recent call last)" in output, output)
