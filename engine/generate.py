@@ -47,8 +47,8 @@ class DecodingSettings:
         parts = asdict(self)
         parts["device"] = self.device.split(":")[0]  # cuda:0 and cuda:1 compute alike; cpu and cuda do not
         parts["greedy"] = True
-        parts["decoder"] = {"transformers": DECODER, "openai": "the server's"}.get(self.engine,
-                                                                                   "one sequence at a time")
+        parts["decoder"] = {"transformers": DECODER, "openai": "the server's",
+                            "vllm": "vllm batches, batch-invariant"}.get(self.engine, "one sequence at a time")
         for name in ("batch_invariant", "kv_cache", "flash_attn"):
             if not parts[name]:
                 del parts[name]  # the default kernels keep the keys (and caches) they always had
@@ -155,18 +155,18 @@ def generate(load_model, prompts: list[str], settings: DecodingSettings, store: 
 
 
 def _generate_batches(model, tok, texts, digests, batches, settings, store, done, label, progress, drafts) -> None:
-    llama = hasattr(model, "complete")  # llama.cpp and servers regenerate only the missing replies, transformers
-    n_missing = sum(i not in done if llama else 1 for b in batches for i in b)  # whole batches
+    one_by_one = hasattr(model, "complete") or hasattr(model, "complete_many")  # only the missing replies again;
+    n_missing = sum(i not in done if one_by_one else 1 for b in batches for i in b)  # transformers: whole batches
     bar = (progress or LineProgress)(f"generating {label}", n_missing)
     try:
-        if hasattr(model, "complete_many"):  # a server: several requests in flight, each reply cached as it returns
+        if hasattr(model, "complete_many"):  # a server or vLLM: many at once, each reply cached as it returns
             missing = {i: texts[i] for batch in batches for i in batch if i not in done}
             for i, (reply, n, finished) in model.complete_many(missing, settings.max_new_tokens, label):
                 entry = CachedResponse(i, digests[i], reply, n, finished)
                 store.append([entry])
                 done[i] = entry
                 bar.update(1)
-        elif llama:  # one sequence at a time, each reply cached as it finishes
+        elif one_by_one:  # llama.cpp: one sequence at a time, each reply cached as it finishes
             first = True
             for i in (i for batch in batches for i in batch if i not in done):
                 entry = _complete_one(model, texts[i], digests[i], i, settings, label, first,

@@ -118,6 +118,10 @@ def load_engine_model(engine: str, info: CheckpointInfo, tok, device: str = "cpu
     its KV cache types, `flash_attn`: flash attention), or a served model's client (`system_prompt`: what it sends under api: chat)."""
     if engine == "openai":
         return info.client(system_prompt)
+    if engine == "vllm":
+        from quantscreen.engine.vllm_engine import VllmModel
+
+        return VllmModel(info.path, device, dtype if dtype != "float32" else "float16", kv_cache)
     if engine == "llamacpp":
         from quantscreen.engine.llamacpp import LlamaCppModel
 

@@ -99,7 +99,7 @@ class ModelSpec:
     quants: tuple[CheckpointSpec, ...]
     system_prompt: str | None = None
     chat_template: str | None = None  # template text, read from the file the user named
-    engine: str = "auto"  # auto | transformers | llamacpp | openai (see pipeline.workspace.choose_engine)
+    engine: str = "auto"  # auto | transformers | llamacpp | openai | vllm (see pipeline.workspace.choose_engine)
     served: "ServedSettings | None" = None  # when the baseline and cells are served models
 
 

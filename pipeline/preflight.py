@@ -20,6 +20,13 @@ def preflight(plan, ws, device: str) -> dict:
 
     check_device(device)
     check_writable(ws.cache_dir, "--cache-dir")
+    if any(m.engine == "vllm" for m in plan.models):
+        from quantscreen.engine.loader import resolve_device
+        from quantscreen.engine.vllm_engine import check_usable
+
+        for model in plan.models:
+            for spec in model.quants if model.engine == "vllm" else ():
+                check_usable(resolve_device(device), spec.kv_cache)
     for model in plan.models:
         check_model(model, ws)
     if plan.lm_eval is not None:
@@ -97,6 +104,8 @@ def check_kv_cache(model, spec, base: CheckpointInfo) -> None:
     from quantscreen.engine.llamacpp import kv_types
     from quantscreen.pipeline.plan import cell_id
 
+    if model.engine == "vllm":  # vLLM's own cache types, checked with the engine (vllm_engine.check_usable)
+        return
     if base.kind != "gguf" or model.engine == "transformers":
         raise ScreenInputError(f"{cell_id(model, spec)} (kv_cache: {spec.kv_cache})", "needs llama.cpp, which runs "
                                f"a quantized KV cache, but {base.path} is not a GGUF file or the engine is "

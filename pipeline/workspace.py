@@ -81,6 +81,12 @@ def choose_engine(requested: str, cell: CheckpointInfo, baseline: CheckpointInfo
 
     if cell.kind == "served" or baseline.kind == "served":
         return "openai"
+    if requested == "vllm":
+        other = next((c for c in (cell, baseline) if c.kind != "hf"), None)
+        if other is not None:
+            raise ScreenInputError(other.path, "is not a Hugging Face folder, so engine vllm does not run it (a cell "
+                                   "and its baseline share one engine)", "set engine: auto for GGUF models")
+        return "vllm"
     if requested == "transformers":
         return "transformers"
     both_gguf = cell.kind == "gguf" and baseline.kind == "gguf"
@@ -102,6 +108,9 @@ def engine_version(engine: str) -> str:
     if engine == "llamacpp":
         from quantscreen.engine import llamacpp
         return llamacpp.version()
+    if engine == "vllm":
+        from quantscreen.engine import vllm_engine
+        return vllm_engine.version()
     if engine == "openai":  # the server's own version is not exposed by the API: its identity is in the cache key
         return f"OpenAI-compatible server through httpx {importlib.metadata.version('httpx')}"
     return f"transformers {importlib.metadata.version('transformers')}, torch {importlib.metadata.version('torch')}"
