@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import record  # bench/record.py: appends to BENCHMARKS.md
@@ -36,27 +33,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextmanager
-def server(cmd: list[str], port: int, log: Path):
-    """A server process on 127.0.0.1:`port`, ready when /v1/models answers; stopped when the block ends."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    sys.exit(f"{cmd[0]} did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 def run_arm(name: str, engine: str, load, tok, prompts: list[str], max_new_tokens: int, batch_size: int = 1):
@@ -102,6 +78,7 @@ def main() -> None:
     from quantscreen import promptsets
     from quantscreen.engine.llamacpp import LlamaCppModel, kernels
     from quantscreen.engine.loader import load_model, load_tokenizer
+    from quantscreen.engine.openai_client import running_server
     from quantscreen.engine.served import ServedModel
 
     info = checkpoint(args.model)
@@ -126,7 +103,7 @@ def main() -> None:
         port = free_port()
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", "cell", "--host",
                "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", str(THREADS)]
-        with server(cmd, port, Path(d) / "llama_cpp_server.log") as url:
+        with running_server(cmd, f"http://127.0.0.1:{port}/v1", Path(d) / "llama_cpp_server.log") as url:
             for inflight in (1, args.slots):
                 add(f"llama-cpp-python server, {inflight} in flight", "openai",
                     lambda n=inflight: ServedModel(url, "cell", concurrency=n))
@@ -134,7 +111,7 @@ def main() -> None:
             port = free_port()
             cmd = [args.llama_server, "-m", path, "--alias", "cell", "--host", "127.0.0.1", "--port", str(port),
                    "-t", str(THREADS), "-np", str(args.slots), "-c", str(2048 * args.slots), "-fa", "off"]
-            with server(cmd, port, Path(d) / "llama_server.log") as url:
+            with running_server(cmd, f"http://127.0.0.1:{port}/v1", Path(d) / "llama_server.log") as url:
                 add(f"llama-server, {args.slots} slots, {args.slots} in flight", "openai",
                     lambda: ServedModel(url, "cell", concurrency=args.slots))
     if args.transformers_batch:

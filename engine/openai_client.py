@@ -9,6 +9,10 @@ and what it is for.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -108,3 +112,27 @@ class OpenAIClient:
         if self._http is not None:
             self._http.close()
             self._http = None
+
+
+@contextmanager
+def running_server(cmd: list[str], url: str, log: Path):
+    """Start a local server process (`cmd`, its output to `log`) and wait, with no wall-clock limit, until `url`'s
+    /models answers; stop it when the block ends. For tests and benchmarks that screen against a real server."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while True:  # a loaded machine starts it late; a failed start ends the process
+            try:
+                httpx.get(f"{url.rstrip('/')}/models", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{cmd[0]} did not start: {log.read_text(errors='replace')[-2000:]}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -97,29 +94,13 @@ def free_port() -> int:
 def llama_server_on(models: dict, folder: Path, threads: int = 2):
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1 serving GGUF files under their aliases (`models`:
     alias -> path; the server loads the one a request names), for as long as the block runs; its base URL."""
+    from quantscreen.engine.openai_client import running_server
+
     port = free_port()
     config = {"host": "127.0.0.1", "port": port,
               "models": [{"model": str(path), "model_alias": alias, "n_ctx": 2048, "n_threads": threads}
                          for alias, path in models.items()]}
     (folder / "server.json").write_text(json.dumps(config))
-    log = folder / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(folder / "server.json")],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        while True:  # no wall-clock limit: a loaded machine starts it late, a failed start ends the process
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.5)
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--config_file", str(folder / "server.json")]
+    with running_server(cmd, f"http://127.0.0.1:{port}/v1", folder / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
