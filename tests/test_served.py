@@ -63,6 +63,15 @@ def test_served_replies_are_the_in_process_llamacpp_replies(server, smollm2_path
     assert [got[i][2] for i in range(len(texts))] == [w[2] for w in want]  # stopped, or ran to the limit
 
 
+def test_api_chat_lets_the_server_render_the_conversation(server):
+    from quantscreen.engine.served import ServedModel
+
+    chat = ServedModel(server, "smol-f16", api="chat", system_prompt="Answer in one word.")
+    reply, tokens, _ = chat.complete("What colour is the sky?", 8, "chat")
+    assert reply and 0 < tokens <= 8
+    assert chat.open()["api"] == "chat" and chat.identity_sha256() != ServedModel(server, "smol-f16").identity_sha256()
+
+
 def test_a_served_models_identity_names_url_model_and_fingerprint(server):
     from quantscreen.engine.served import ServedModel
 
