@@ -250,3 +250,16 @@ def test_a_screen_whose_server_is_down_stops_before_any_model_loads(tmp_path, sm
                            f"--output-dir={tmp_path}/o"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"{url}/models: (served model) is unreachable" in proc.stderr
+
+
+def test_the_shipped_kv_cache_arm_is_the_default_job_with_kv_cells():
+    """docs/kv_cache.yaml: models.yaml's settings exactly, its baseline, and q8_0 and q4_0 KV cells of its weights."""
+    from dataclasses import replace
+
+    from quantscreen.pipeline.plan import load_plan
+
+    kv, default = load_plan(ROOT / "docs" / "kv_cache.yaml"), load_plan(ROOT / "models.yaml")
+    assert [q.kv_cache for q in kv.models[0].quants] == ["q8_0", "q4_0"]
+    assert all(q.weights is None for q in kv.models[0].quants)  # the baseline's own weights
+    assert kv.models[0].baseline == default.models[0].baseline
+    assert replace(kv, models=(), origin="") == replace(default, models=(), origin="")
