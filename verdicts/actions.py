@@ -47,7 +47,8 @@ def certification_blockers(c, n_requested: int | None = None) -> dict[str, str]:
     out: dict[str, str] = {}
     t = c.thresholds
     cell_sha, base_sha = c.cell.checkpoint.get("sha256"), c.baseline.checkpoint.get("sha256")
-    if cell_sha and cell_sha == base_sha:
+    same_cache = c.cell.checkpoint.get("kv_cache", "") == c.baseline.checkpoint.get("kv_cache", "")
+    if cell_sha and cell_sha == base_sha and same_cache:  # a KV-cache cell shares its baseline's weights by design
         out["identical_checkpoint"] = (f"{c.cell.cell_id} and its baseline have the same sha256 ({cell_sha[:16]}...): "
                                        f"a canary run of the baseline against itself, not a quantization")
     primary = getattr(c.instruments, "primary", None) or "regex"  # the instrument the drop screens use
