@@ -179,8 +179,8 @@ def test_unknown_engine_in_models_yaml(tmp_path):
     from quantscreen.pipeline.plan import load_plan
 
     models = tmp_path / "models.yaml"
-    models.write_text("models:\n  - id: m\n    baseline: embedded:smollm2\n    engine: vllm\n"
+    models.write_text("models:\n  - id: m\n    baseline: embedded:smollm2\n    engine: tensorrt\n"
                       "    quants:\n      - {id: Q4_0, derive: 'gguf:Q4_0'}\n")
-    with pytest.raises(ScreenInputError,
-                       match=r"models\[0\]\.engine \(line 4\): 'vllm' is not one of auto, transformers, llamacpp"):
+    with pytest.raises(ScreenInputError, match=r"models\[0\]\.engine \(line 4\): 'tensorrt' is not one of auto, "
+                                               r"transformers, llamacpp, openai, vllm"):
         load_plan(models, {})

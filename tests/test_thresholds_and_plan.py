@@ -103,7 +103,7 @@ def test_the_first_mistake_in_the_file_is_reported(tmp_path):
     ({"max_new_tokens": 0}, "--max-new-tokens: 0 is out of range (1 to 8192); fix: write e.g. --max-new-tokens=128"),
     ({"batch_size": 9000}, "--batch-size: 9000 is out of range (1 to 8192)"),
     ({"n_harmful": 0}, "--n-harmful: 0 is out of range (at least 1)"),
-    ({"engine": "vllm"}, "--engine: 'vllm' is not one of auto, transformers, llamacpp"),
+    ({"engine": "tensorrt"}, "--engine: 'tensorrt' is not one of auto, transformers, llamacpp, openai, vllm"),
 ])
 def test_command_line_overrides_obey_the_schema(tmp_path, overrides, expected):
     assert expected in error_of(tmp_path, GOOD, overrides)
