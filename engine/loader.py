@@ -121,7 +121,7 @@ def load_engine_model(engine: str, info: CheckpointInfo, tok, device: str = "cpu
     if engine == "vllm":
         from quantscreen.engine.vllm_engine import VllmModel
 
-        return VllmModel(info.path, device, dtype if dtype != "float32" else "float16", kv_cache)
+        return VllmModel(info.path, device, dtype, kv_cache)
     if engine == "llamacpp":
         from quantscreen.engine.llamacpp import LlamaCppModel
 

@@ -149,18 +149,17 @@ class ServedCheckpoint:
     quant_method = None
     group_size = None
     bits = None
-    tensor_types: dict = {}
     type_mix_sha256 = ""
     made_by = ""
 
     def __init__(self, url: str, model: str | None, tokenizer, api: str = "completions", api_key_env: str | None = None,
                  concurrency: int = 4, timeout_s: float = 600.0, bits_per_weight: float | None = None,
-                 format: str | None = None, kv_cache: str | None = None, setting: str = "models.yaml"):
+                 format: str | None = None, setting: str = "models.yaml"):
         self.url, self.model, self.tokenizer, self.api = url.rstrip("/"), model, tokenizer, api
         self.api_key_env, self.concurrency, self.timeout_s, self.setting = api_key_env, concurrency, timeout_s, setting
         self.bits_per_weight = bits_per_weight
-        self.format = (format or "served") + (f" + KV {kv_cache}" if kv_cache else "")
-        self.kv_cache = kv_cache
+        self.format = format or "served"  # a kv_cache: is added to it where every cell's is (pipeline.measure)
+        self.tensor_types: dict = {}
         self.architecture = getattr(tokenizer, "architecture", "")
         self.vocab_size = getattr(tokenizer, "vocab_size", 0)
         self.has_chat_template = tokenizer is None or tokenizer.has_chat_template

@@ -65,7 +65,7 @@ class VllmModel:
         from vllm import LLM
 
         try:
-            self.llm = LLM(model=str(path), tokenizer=str(path), dtype="auto" if dtype == "float32" else dtype,
+            self.llm = LLM(model=str(path), tokenizer=str(path), dtype="float16" if dtype == "float32" else dtype,
                            seed=0, max_model_len=max_model_len, kv_cache_dtype=kv_cache or "auto",
                            trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - vLLM raises many kinds; the run stops with one line

@@ -113,9 +113,9 @@ def measure(model: ModelSpec, spec: CheckpointSpec, plan: Plan, prompt_sets: dic
     imported = _imported_quality(spec, plan, ws, label)
     return CellMeasurement(
         cell_id=label, model=model.model_id, quant="baseline" if is_baseline else spec.quant, is_baseline=is_baseline,
-        checkpoint={"path": str(info.path), "format": info.format + (f" + KV {spec.kv_cache}" if spec.kv_cache and
-                                                                      engine != "openai" else ""), "bits_per_weight": info.bits_per_weight,
-                    "sha256": digest, "kv_cache": spec.kv_cache or "", "group_size": info.group_size, "made_by": info.made_by,
+        checkpoint={"path": str(info.path), "format": info.format + (f" + KV {spec.kv_cache}" if spec.kv_cache else ""),
+                    "bits_per_weight": info.bits_per_weight, "sha256": digest, "kv_cache": spec.kv_cache or "",
+                    "group_size": info.group_size, "made_by": info.made_by,
                     "architecture": info.architecture, "vocab_size": info.vocab_size, "bits": info.bits,
                     "engine": engine, "loaded_by": engine_version(engine) + _kernel(info) + _cpu_kernels(engine, ws.device)
                     + (", batch-invariant: flash attention, no repacked weights" if settings.batch_invariant else "")

@@ -66,7 +66,7 @@ def served_checkpoint(model: ModelSpec, spec: CheckpointSpec, ws: Workspace):
     key = (spec.server, spec.served_model)
     if key not in ws.served:  # one client per served model and run: its identity is asked for once
         ws.served[key] = ServedCheckpoint(spec.server, spec.served_model, tokenizer, s.api, s.api_key_env,
-                                          s.concurrency, s.timeout_s, spec.bits_per_weight, spec.format, spec.kv_cache,
+                                          s.concurrency, s.timeout_s, spec.bits_per_weight, spec.format,
                                           setting=f"models.yaml model {model.model_id}")
     return ws.served[key]
 
