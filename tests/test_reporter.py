@@ -163,3 +163,39 @@ def test_a_bad_matrix_file_is_one_usage_error(pytester):
     assert "Traceback" not in err
     missing = _run(pytester, "out", f"--matrix={pytester.path / 'nope.csv'}")
     assert missing.ret == 4 and "matrix file not found" in missing.stderr.str()
+
+
+_COUNTING_PLUGIN = '''
+import os
+
+from quantscreen.verdicts import matrix
+
+_analyse = matrix.analyse
+
+
+def counted(*args, **kwargs):
+    with open(os.environ["QUANTSCREEN_TEST_ANALYSES"], "a") as fh:
+        fh.write(os.environ.get("PYTEST_XDIST_WORKER", "controller") + " " + os.environ.get("PYTEST_CURRENT_TEST", "").replace(" ", "_") + "\\n")
+    return _analyse(*args, **kwargs)
+
+
+matrix.analyse = counted
+'''
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_the_matrix_is_analysed_once_per_run(pytester, monkeypatch, workers):
+    """The matrix screens and the end-of-run tables share one analysis; under xdist the controller adopts the one the
+    matrix screens' worker made (counted by a plugin that wraps verdicts.matrix.analyse in every process)."""
+    matrix = _matrix_file(pytester.path, floor_ok=True)
+    pytester.makepyfile(count_analyses=_COUNTING_PLUGIN)
+    log = pytester.path / "analyses.log"
+    monkeypatch.setenv("QUANTSCREEN_TEST_ANALYSES", str(log))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")]))
+    result = _run(pytester, "out", f"--matrix={matrix}", "-p", "count_analyses", *workers)
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    calls = log.read_text().splitlines()  # "<process> <the test that asked for it>"
+    assert len(calls) == 1, calls
+    process = calls[0].split()[0]
+    assert process.startswith("gw") if workers else process == "controller", calls
+    assert (pytester.path / "out" / "claim_ledger.csv").exists()
