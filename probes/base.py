@@ -19,14 +19,12 @@ from quantscreen.records.probe import ProbeRecord
 if TYPE_CHECKING:
     from quantscreen.engine.sources import DataSource
 
-ROLES = ("harmful", "harmless", "quality", "benign")  # prompt sets a plan can have, in measurement order
-
 
 @dataclass(frozen=True)
 class Replies:
-    """One cell's replies as a probe reads them: per role (`ROLES`; benign only where the plan has it) the prompts and
-    the model's replies in prompt order, the quality prompts' reference answers, and the quality encoder's folder
-    (the shipped all-MiniLM-L6-v2 that BERTScore, coherence and the classifier embed with)."""
+    """One cell's replies as a probe reads them: per role (harmful, harmless, quality; benign where the plan has it)
+    the prompts and the model's replies in prompt order, the quality prompts' reference answers, and the quality
+    encoder's folder (the shipped all-MiniLM-L6-v2 that BERTScore, coherence and the classifier embed with)."""
     prompts: Mapping[str, tuple[str, ...]]
     replies: Mapping[str, tuple[str, ...]]
     references: tuple[str, ...] = ()
@@ -39,6 +37,7 @@ class Replies:
 
 @runtime_checkable
 class ReplyProbe(Protocol):
+    """The contract (this module's docstring); `sources()` is optional, so it is not part of the Protocol's check."""
     names: tuple[str, ...]
 
     def measure(self, replies: Replies) -> list[ProbeRecord]: ...
