@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import gc
 from dataclasses import replace
-from pathlib import Path
 
-from quantscreen.engine import __version__, sources
+from quantscreen.engine import __version__
 from quantscreen.engine.checkpoint import CheckpointInfo
 from quantscreen.records.digest import sha256_bytes
 from quantscreen.records.errors import ModelRunError, ScreenInputError
 from quantscreen.pipeline.plan import CheckpointSpec, ModelSpec, Plan
 from quantscreen.pipeline.workspace import Workspace, engine_version, resolve_checkpoint
 from quantscreen.records.measurement import CellMeasurement
+from quantscreen.records.probe import ProbeRecord
 
 
 def response_key(checkpoint_sha256: str, prompt_set_sha256: str, settings, chat_template: str | None) -> dict:
@@ -294,26 +294,38 @@ def _capture(model: ModelSpec, info: CheckpointInfo, plan: Plan, prompt_sets: di
         holder.clear()
 
 
-def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace) -> dict:
-    from quantscreen.probes import bertscore, coherence, refusal_regex, rouge
+def _probe_records(prompt_sets: dict, responses: dict, ws: Workspace, probes=None) -> dict:
+    """Every reply probe's records (probes.registry; `probes`: those registered probes instead), each probe's data
+    sources recorded in `ws.data_sources` first."""
+    from quantscreen.probes.base import Replies
+    from quantscreen.probes.registry import reply_probes
 
-    encoder = ws.data_sources["quality_encoder"].path
-    harmful = tuple(r.response for r in responses["harmful"])
-    harmless = tuple(r.response for r in responses["harmless"])
-    quality = tuple(r.response for r in responses["quality"])
-    refs, q_prompts = prompt_sets["quality"].references, prompt_sets["quality"].prompts
-    records = [
-        refusal_regex.refusal_rate(harmful, "refusal_rate_regex"),
-        refusal_regex.refusal_rate(harmless, "harmless_refusal_rate_regex"),
-        bertscore.bertscore_f1(quality, refs, encoder),
-        rouge.rouge_l_f1(quality, refs),
-        coherence.coherence(q_prompts, quality, encoder),
-    ]
-    if responses.get("benign"):
-        records.append(refusal_regex.refusal_rate(tuple(r.response for r in responses["benign"]),
-                                                  "benign_refusal_rate_regex"))
-    records.extend(_classifier_records(prompt_sets, responses, encoder, ws))
-    return {r.name: r for r in records}
+    encoder = ws.data_sources.get("quality_encoder")
+    replies = Replies(prompts={role: tuple(ps.prompts) for role, ps in prompt_sets.items()},
+                      replies={role: tuple(r.response for r in rs) for role, rs in responses.items()},
+                      references=tuple(prompt_sets["quality"].references or ()) if "quality" in prompt_sets else (),
+                      encoder_path=encoder.path if encoder is not None else None)
+    records: dict = {}
+    for reg in reply_probes() if probes is None else probes:
+        for source in (reg.probe.sources() if getattr(reg.probe, "sources", None) is not None else ()):
+            ws.data_sources[source.role] = source
+        for rec in reg.probe.measure(replies):
+            wrong = _wrong_record(rec, reg.probe.names, records)
+            if wrong:
+                raise ScreenInputError(reg.origin, f"returned {wrong}",
+                                       "return one ProbeRecord (quantscreen.records.probe) per name it declares")
+            records[rec.name] = rec
+    return records
+
+
+def _wrong_record(rec, names: tuple[str, ...], records: dict) -> str | None:
+    """What is wrong with a record a probe returned, or None: it must be a ProbeRecord of a name the probe declares,
+    returned once."""
+    if not isinstance(rec, ProbeRecord):
+        return f"a {type(rec).__name__}, not a ProbeRecord"
+    if rec.name not in names:
+        return f"a record {rec.name!r} that its names {names!r} do not declare"
+    return f"the record {rec.name!r} twice" if rec.name in records else None
 
 
 def _imported_quality(spec: CheckpointSpec, plan: Plan, ws: Workspace, label: str) -> list:
@@ -327,26 +339,6 @@ def _imported_quality(spec: CheckpointSpec, plan: Plan, ws: Workspace, label: st
     score = read_score(spec.lm_eval, plan.lm_eval.task, plan.lm_eval.metric, label)
     ws.data_sources[f"lm_eval:{label}"] = score.source(f"lm_eval:{label}")
     return [score.record()]
-
-
-def _classifier_records(prompt_sets: dict, responses: dict, encoder: str, ws: Workspace) -> list:
-    """The trained classifier instrument over (request, reply) of every refusal question (milliseconds a reply)."""
-    from quantscreen.records.digest import sha256_file
-    from quantscreen.probes import refusal_classifier
-
-    head = refusal_classifier.load_head()
-    path = Path(refusal_classifier.HEAD_PATH)
-    ws.data_sources["refusal_classifier"] = sources.DataSource(
-        role="refusal_classifier", package="quantscreen", version=refusal_classifier.CLASSIFIER_VERSION,
-        path_inside="probes/data/refusal_classifier.json", sha256=sha256_file(path), path=str(path))
-    out = []
-    for role, name in (("harmful", "refusal_rate_classifier"), ("harmless", "harmless_refusal_rate_classifier"),
-                       ("benign", "benign_refusal_rate_classifier")):
-        if responses.get(role):
-            out.append(refusal_classifier.refusal_rate(list(prompt_sets[role].prompts),
-                                                       [r.response for r in responses[role]], encoder, name=name,
-                                                       head=head))
-    return out
 
 
 def _cpu_kernels(engine: str, device: str) -> str:

@@ -43,6 +43,9 @@ def preflight(plan, ws, device: str) -> dict:
     from quantscreen.probes.refusal_classifier import load_head
 
     load_head()  # the classifier instrument's fitted head: a missing or damaged file is one line, before any load
+    from quantscreen.probes.registry import reply_probes
+
+    reply_probes()  # every reply probe, the package's and installed distributions': a malformed one is one line too
     return load_prompt_sets(plan, ws)
 
 

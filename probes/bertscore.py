@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+from quantscreen.probes.base import Probe
 from quantscreen.records.probe import ProbeRecord, digest_inputs, mean
 
 VERSION = "bertscore-0.3.13-minilm-l6-layer6-v1"
@@ -30,3 +31,7 @@ def bertscore_f1(candidates: tuple[str, ...], references: tuple[str, ...], encod
     per_item = tuple(round(float(x), 6) for x in f1.tolist())
     return ProbeRecord(name="bertscore_f1", value=mean(per_item), n=len(per_item), per_item=per_item,
                        version=VERSION, inputs_digest=digest_inputs(candidates, references))
+
+
+PROBE = Probe(names=("bertscore_f1",),
+              measure=lambda r: [bertscore_f1(r.replies["quality"], r.references, r.encoder_path)])

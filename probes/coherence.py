@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
+from quantscreen.probes.base import Probe
 from quantscreen.records.probe import ProbeRecord, digest_inputs, mean
 
 VERSION = "coherence-minilm-meanpool-trigram-v1"
@@ -54,3 +55,7 @@ def coherence(prompts: tuple[str, ...], responses: tuple[str, ...], encoder_path
         for r, rel in zip(responses, relevance.tolist()))
     return ProbeRecord(name="coherence", value=mean(per_item), n=len(per_item), per_item=per_item,
                        version=VERSION, inputs_digest=digest_inputs(prompts, responses))
+
+
+PROBE = Probe(names=("coherence",),
+              measure=lambda r: [coherence(r.prompts["quality"], r.replies["quality"], r.encoder_path)])

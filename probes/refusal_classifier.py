@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quantscreen.probes.base import Probe, Replies
 from quantscreen.records.digest import sha256_json
 from quantscreen.records.errors import ScreenInputError
 from quantscreen.records.probe import ProbeRecord, digest_inputs, rate_record
@@ -275,3 +276,28 @@ def training_digests(head: dict | None = None) -> frozenset[str]:
     """sha256_json([request, reply]) of every pair the head was fitted on: accuracy code excludes these rows."""
     head = head if head is not None else load_head()
     return frozenset(head["training_pair_digests"])
+
+
+ROLE_RECORDS = (("harmful", "refusal_rate_classifier"), ("harmless", "harmless_refusal_rate_classifier"),
+                ("benign", "benign_refusal_rate_classifier"))
+
+
+def _measure(r: Replies) -> list[ProbeRecord]:
+    """The instrument over (request, reply) of every refusal question the cell has replies for (ms a reply)."""
+    head = load_head()
+    return [refusal_rate(list(r.prompts[role]), list(r.replies[role]), r.encoder_path, name=name, head=head)
+            for role, name in ROLE_RECORDS if r.has(role)]
+
+
+def _sources() -> list:
+    """The fitted head the rates come from, with its sha256 (sources.csv's refusal_classifier row)."""
+    from quantscreen.engine.sources import DataSource
+    from quantscreen.records.digest import sha256_file
+
+    load_head()  # a damaged head is one line naming it, before its digest is recorded
+    return [DataSource(role="refusal_classifier", package="quantscreen", version=CLASSIFIER_VERSION,
+                       path_inside="probes/data/refusal_classifier.json", sha256=sha256_file(HEAD_PATH),
+                       path=str(HEAD_PATH))]
+
+
+PROBE = Probe(names=tuple(name for _, name in ROLE_RECORDS), measure=_measure, sources=_sources)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from quantscreen.probes.base import Probe, Replies
 from quantscreen.records.probe import ProbeRecord, digest_inputs, rate_record
 
 PATTERN_SET_VERSION = "regex-v2"
@@ -53,3 +54,16 @@ def is_refusal(response: str) -> bool:
 
 def refusal_rate(responses: list[str] | tuple[str, ...], name: str = "refusal_rate_regex") -> ProbeRecord:
     return rate_record(name, [is_refusal(r) for r in responses], PATTERN_SET_VERSION, digest_inputs(tuple(responses)))
+
+
+ROLE_RECORDS = (("harmful", "refusal_rate_regex"), ("harmless", "harmless_refusal_rate_regex"),
+                ("benign", "benign_refusal_rate_regex"))
+
+
+def _measure(r: Replies) -> list[ProbeRecord]:
+    """The rate over every refusal question's replies: harmful and harmless always, benign where the plan has it."""
+    return [refusal_rate(r.replies.get(role, ()), name) for role, name in ROLE_RECORDS
+            if role != "benign" or r.has(role)]
+
+
+PROBE = Probe(names=tuple(name for _, name in ROLE_RECORDS), measure=_measure)

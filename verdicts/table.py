@@ -110,6 +110,33 @@ ACTION_COLUMNS = ("model", "quant", "engine", "format", "bits", "group_size", "b
                   "refusal_delta_ci_high_pp", "mcnemar_p", "mde_pp", "powered")
 
 
+def extra_record_names() -> tuple[str, ...]:
+    """The reply probes' record names (probes.registry) that CELL_COLUMNS has no column for, in probe order: a probe
+    added to probes/ or installed under the `quantscreen.probes` entry point group. cells.csv appends each after
+    CELL_COLUMNS (`cell_columns`), with `<name>_delta_pp` (cell - baseline, in points) beside it. A name that would land
+    in a fixed column is refused: one ScreenInputError naming the probe."""
+    from quantscreen.probes.registry import reply_probes
+    from quantscreen.records.errors import ScreenInputError
+
+    out = []
+    for reg in reply_probes():
+        for name in reg.probe.names:
+            if reg.shipped and name in METRICS:
+                continue
+            taken = next((c for c in (name, f"{name}_delta_pp") if c in CELL_COLUMNS), None)
+            if taken is not None:
+                raise ScreenInputError(reg.origin, f"defines a probe record {name!r}, but cells.csv's column "
+                                       f"{taken!r} is the harness's own", "give the record a name of its own")
+            out.append(name)
+    return tuple(out)
+
+
+def cell_columns(rows: list[dict]) -> tuple[str, ...]:
+    """cells.csv's columns: CELL_COLUMNS, then `extra_record_names` that some row measured, each with its delta."""
+    extra = [name for name in extra_record_names() if any(name in r for r in rows)]
+    return (*CELL_COLUMNS, *(c for name in extra for c in (name, f"{name}_delta_pp")))
+
+
 def measurement_row(m: CellMeasurement, accuracy: dict | None = None) -> dict:
     """One cell's own figures; `accuracy` (instrument -> Accuracy) adds sensitivity, specificity and corrected rates."""
     rec = m.records
@@ -127,7 +154,7 @@ def measurement_row(m: CellMeasurement, accuracy: dict | None = None) -> dict:
            "regex_version": rec["refusal_rate_regex"].version, "bertscore_version": rec["bertscore_f1"].version,
            "rouge_version": rec["rouge_l_f1"].version, "coherence_version": rec["coherence"].version,
            "regime": "baseline" if m.is_baseline else None}
-    row.update({name: rec[name].value for name in METRICS if name in rec})
+    row.update({name: rec[name].value for name in (*METRICS, *extra_record_names()) if name in rec})
     if "kld_mean" in rec:
         row.update({"kld_mean": rec["kld_mean"].value, "kld_p99": rec["kld_p99"].value,
                     "kld_rest_mass": rec["kld_rest_mass"].value, "kld_n_positions": rec["kld_mean"].n,
@@ -217,6 +244,7 @@ def flip_rates(table) -> dict:
 def comparison_row(c: CellComparison) -> dict:
     row = measurement_row(c.cell, c.accuracy)
     row.update({f"{m}_delta_pp": c.deltas_pp.get(m) for m in METRICS})
+    row.update({f"{m}_delta_pp": c.deltas_pp.get(m) for m in extra_record_names() if m in c.cell.records})
     q_ci = c.quality_delta_ci_pp or (None, None)
     row.update({"quality_metric": c.thresholds.quality_metric, "quality_delta_pp": c.quality_delta_pp,
                 "quality_delta_ci_low_pp": q_ci[0], "quality_delta_ci_high_pp": q_ci[1],
