@@ -208,30 +208,53 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
     lm_eval = _parse_lm_eval(data, thresholds, where)
     if overrides.no_probes:
         probes = ProbeSettings(**{**probes.__dict__, "enabled": False})
+    models, origin = _models(data, models_file, overrides, thresholds, lm_eval)
+    _override_decoding(decoding, overrides)
+    _override_prompts(prompts, overrides)
+    models = _override_models(models, overrides)
+    _check_torch_metric(models, thresholds, where)
+    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, kld=kld, judge=judge,
+                lm_eval=lm_eval, **decoding)
+
+
+def _models(data, models_file: Path, overrides: Overrides, thresholds: ScreenThresholds,
+            lm_eval: LmEvalSpec | None) -> tuple[tuple[ModelSpec, ...], str]:
+    """The plan's models and where they were read from: --checkpoint/--baseline's one model, else models.yaml's list."""
+    where, base = models_file.name, models_file.parent.resolve()
     if overrides.checkpoints:
         if thresholds.quality_metric == "lm_eval":
             raise ScreenInputError("--checkpoint", "names no lm-eval results file, but screen.quality_metric is "
                                    "lm_eval", "list the model in models.yaml with baseline_lm_eval: and lm_eval: "
                                    "files, or choose another screen.quality_metric")
-        models = (cli_model(overrides),)
-        origin = "--checkpoint/--baseline"
-    else:
-        if overrides.baseline:
-            raise ScreenInputError("--baseline", "was given without --checkpoint", "add --checkpoint PATH (repeatable)")
-        models = parse_models(data, base, where)
-        _check_lm_eval_files(models, data["models"], lm_eval, thresholds, where)
-        origin = str(models_file)
+        return (cli_model(overrides),), "--checkpoint/--baseline"
+    if overrides.baseline:
+        raise ScreenInputError("--baseline", "was given without --checkpoint", "add --checkpoint PATH (repeatable)")
+    models = parse_models(data, base, where)
+    _check_lm_eval_files(models, data["models"], lm_eval, thresholds, where)
+    return models, str(models_file)
+
+
+def _override_decoding(decoding: dict, overrides: Overrides) -> None:
+    """--max-new-tokens, --batch-size, --dtype and --paired-verification, over models.yaml's decoding: (in place)."""
     for key in ("max_new_tokens", "batch_size", "dtype"):
         if overrides.value(key) is not None:
             decoding[key] = overrides.value(key)
     if overrides.paired_verification:
         decoding["paired_verification"] = True
+
+
+def _override_prompts(prompts: dict, overrides: Overrides) -> None:
+    """--ROLE-file and --n-ROLE, over models.yaml's prompts: (in place)."""
     for role in _DEFAULT_SOURCES:
         if overrides.value(f"{role}_file"):
             prompts[role] = PromptSpec(role=role, source="file", file=str(Path(overrides.value(f"{role}_file")).resolve()),
                                        n=overrides.value(f"n_{role}"), seed=prompts[role].seed)
         elif overrides.value(f"n_{role}") is not None:
             prompts[role] = PromptSpec(**{**prompts[role].__dict__, "n": overrides.value(f"n_{role}")})
+
+
+def _override_models(models: tuple[ModelSpec, ...], overrides: Overrides) -> tuple[ModelSpec, ...]:
+    """--system-prompt, --chat-template and --engine, applied to every model."""
     if overrides.system_prompt is not None or overrides.chat_template:
         template = None
         if overrides.chat_template:
@@ -249,9 +272,7 @@ def load_plan(models_file: Path, overrides: Overrides | dict | None = None) -> P
                                        f"baseline is {'a served model' if m.served else 'a checkpoint'}",
                                        "leave --engine out (auto picks each model's engine)")
         models = tuple(replace(m, engine=overrides.engine) for m in models)
-    _check_torch_metric(models, thresholds, where)
-    return Plan(models=models, thresholds=thresholds, prompts=prompts, origin=origin, probes=probes, kld=kld, judge=judge,
-                lm_eval=lm_eval, **decoding)
+    return models
 
 
 def _check_torch_metric(models: tuple[ModelSpec, ...], thresholds: ScreenThresholds, where: str) -> None:
