@@ -64,7 +64,20 @@ class Silent:
         pass
 
 
-def main() -> None:
+def _table(arms: list) -> str:
+    """Each arm's speed and replies against the first arm's (in-process llama.cpp)."""
+    ref_s, ref = arms[0][1], arms[0][2]
+    lines = ["| engine | seconds | replies/s | tokens/s | vs in-process llama.cpp | replies equal to it |",
+             "|---|---|---|---|---|---|"]
+    for name, seconds, replies in arms:
+        tokens = sum(r.n_tokens for r in replies)
+        same = sum(a.response == b.response for a, b in zip(replies, ref))
+        lines.append(f"| {name} | {seconds:.1f} | {len(replies) / seconds:.2f} | {tokens / seconds:.1f} "
+                     f"| {ref_s / seconds:.2f}x | {same}/{len(ref)} |")
+    return "\n".join(lines)
+
+
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="embedded:qwen2.5-coder-0.5b", help="a GGUF file or embedded:NAME")
     ap.add_argument("--n-harmful", type=int, default=32)
@@ -73,7 +86,11 @@ def main() -> None:
     ap.add_argument("--llama-server", default=None, help="llama.cpp's llama-server binary (parallel slots)")
     ap.add_argument("--slots", type=int, default=4, help="llama-server's parallel slots and the requests in flight")
     ap.add_argument("--transformers-batch", type=int, default=40, help="0: leave the transformers arm out")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
 
     from quantscreen import promptsets
     from quantscreen.engine.llamacpp import LlamaCppModel, kernels
@@ -118,15 +135,8 @@ def main() -> None:
         add(f"transformers (fp32 dequantized), batch {args.transformers_batch}", "transformers",
             lambda: load_model(info, tok), args.transformers_batch)
 
-    ref_s, ref = arms[0][1], arms[0][2]
-    lines = ["| engine | seconds | replies/s | tokens/s | vs in-process llama.cpp | replies equal to it |",
-             "|---|---|---|---|---|---|"]
-    for name, seconds, replies in arms:
-        tokens = sum(r.n_tokens for r in replies)
-        same = sum(a.response == b.response for a, b in zip(replies, ref))
-        lines.append(f"| {name} | {seconds:.1f} | {len(replies) / seconds:.2f} | {tokens / seconds:.1f} "
-                     f"| {ref_s / seconds:.2f}x | {same}/{len(ref)} |")
-    table = "\n".join(lines)
+    ref_s = arms[0][1]
+    table = _table(arms)
     print(table)
     best = max(arms[1:], key=lambda a: ref_s / a[1])
     record.append(

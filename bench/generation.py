@@ -182,7 +182,7 @@ def first_difference(a: str, b: str) -> int:
     return next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default="embedded:smollm2")
     parser.add_argument("--n", type=int, default=100)
@@ -190,7 +190,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the harness's default")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--contenders", default="harness,lm-eval,naive")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
 
     from quantscreen import promptsets
     import torch

@@ -21,15 +21,10 @@ import record  # bench/record.py: appends to BENCHMARKS.md
 from generation import checkpoint
 
 
-def complete_batch(model, texts: list[str], max_new_tokens: int, unified: bool) -> list[tuple[str, int, bool]]:
-    """Greedy replies to several prompts decoded together: every step is one `llama_decode` over one token of each
-    sequence still generating, and a sequence leaves (its cache cells freed) at its end-of-generation token.
-    `unified`: one cache for all sequences (each token's attention spans every sequence's cells, masked), else one
-    cache stream per sequence. Returns what `LlamaCppModel.complete` returns, per prompt."""
-    import numpy as np
-
+def _batch_context(model, prompts: list[list[int]], max_new_tokens: int, unified: bool):
+    """A llama.cpp context for all the prompts' sequences at once, with the settings `complete` decodes with and
+    room for every prompt and reply (exits when llama.cpp cannot make it)."""
     lib = model._llama_cpp
-    prompts = [model.llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in texts]
     longest = max(len(ids) for ids in prompts)
     n_seq = len(prompts)
     base = model.llm.context_params  # the settings `complete` decodes with (attention kernel, cache types...)
@@ -44,6 +39,20 @@ def complete_batch(model, texts: list[str], max_new_tokens: int, unified: bool) 
     ctx = lib.llama_init_from_model(model.llm.model, params)
     if not ctx:
         sys.exit(f"llama.cpp could not make a context for {n_seq} sequences")
+    return ctx
+
+
+def complete_batch(model, texts: list[str], max_new_tokens: int, unified: bool) -> list[tuple[str, int, bool]]:
+    """Greedy replies to several prompts decoded together: every step is one `llama_decode` over one token of each
+    sequence still generating, and a sequence leaves (its cache cells freed) at its end-of-generation token.
+    `unified`: one cache for all sequences (each token's attention spans every sequence's cells, masked), else one
+    cache stream per sequence. Returns what `LlamaCppModel.complete` returns, per prompt."""
+    import numpy as np
+
+    lib = model._llama_cpp
+    prompts = [model.llm.tokenize(t.encode("utf-8"), add_bos=False, special=True) for t in texts]
+    n_seq = len(prompts)
+    ctx = _batch_context(model, prompts, max_new_tokens, unified)
     batch = lib.llama_batch_init(max(512, n_seq), 0, 1)
     n_vocab = lib.llama_vocab_n_tokens(model._vocab)
     try:

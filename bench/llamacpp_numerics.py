@@ -43,11 +43,7 @@ class Decoder:
         self.lib.llama_memory_seq_rm(self.mem, 0, n, -1)
 
 
-def main() -> None:
-    import numpy as np
-
-    from quantscreen import promptsets
-
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=None, help="a GGUF (default: the default job's Q4_K_M cell)")
     ap.add_argument("--n", type=int, default=6, help="AdvBench prompts for the logit comparison")
@@ -59,6 +55,29 @@ def main() -> None:
         from paired_verification import derived
 
         args.checkpoint = str(derived("embedded:qwen2.5-coder-0.5b", "llamacpp:Q4_K_M"))
+    return args
+
+
+def _batch_costs(d: Decoder, prompt: list[int], sizes: tuple[int, ...]) -> dict:
+    """Seconds per batch of k tokens after the prompt, for each k in `sizes`: three rounds, each over 16 tokens."""
+    cost = {k: [] for k in sizes}
+    for _ in range(3):
+        for k in sizes:
+            reps = max(1, 16 // k)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                d.decode(prompt[:k], len(prompt))
+                d.keep(len(prompt))
+            cost[k].append((time.perf_counter() - t0) / reps)
+    return cost
+
+
+def main() -> None:
+    import numpy as np
+
+    from quantscreen import promptsets
+
+    args = _parse_args()
     from quantscreen.engine.llamacpp import load_llama
 
     d = Decoder(load_llama(args.checkpoint, n_ctx=2048, threads=2, flash_attn=args.flash_attn,
@@ -72,15 +91,7 @@ def main() -> None:
     prompt = chat("Write a short story about a cat who learns to fly and the friends it makes along the way.")
     d.lib.llama_memory_clear(d.mem, True)
     d.decode(prompt, 0)
-    cost = {k: [] for k in sizes}
-    for _ in range(3):
-        for k in sizes:
-            reps = max(1, 16 // k)
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                d.decode(prompt[:k], len(prompt))
-                d.keep(len(prompt))
-            cost[k].append((time.perf_counter() - t0) / reps)
+    cost = _batch_costs(d, prompt, sizes)
     step = statistics.median(cost[1])
 
     dev = {k: [] for k in sizes}

@@ -38,7 +38,35 @@ def texts_for(path: Path, prompts: list[str], system_prompt: str | None) -> list
     return [render(tok, p, system_prompt) for p in prompts]
 
 
-def main() -> None:
+def _row(quant: str, timings: dict, plain: list, verified: list, baseline: list) -> dict:
+    """One cell's figures: speed, replies equal to plain decoding's and the baseline's, and the drafts' fate."""
+    stats = [v[3] for v in verified]
+    tokens = sum(p[1] for p in plain)
+    return {
+        "cell": quant, "n": len(plain), "tokens": tokens, "plain_s": timings["plain"],
+        "verified_s": timings["verified"], "speedup": timings["plain"] / timings["verified"],
+        "identical": sum(p[0] == v[0] for p, v in zip(plain, verified)),
+        "as_baseline": sum(p[0] == b[0] for p, b in zip(plain, baseline)),
+        "prefix_share": sum(s.prefix_tokens for s in stats) / max(1, sum(s.reference_tokens for s in stats)),
+        "accepted_share": sum(s.accepted for s in stats) / max(1, sum(s.drafted for s in stats)),
+        "per_forward": sum(v[1] for v in verified) / max(1, sum(s.steps for s in stats)),
+        "near_ties": sum(s.near_ties for s in stats),
+    }
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| cell | prompts | tokens (plain) | plain s (tok/s) | verified s (tok/s) | speed-up | verified = plain "
+             "| plain = baseline | accepted prefix share | drafted tokens accepted | tokens per forward | near ties |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['cell']} | {r['n']} | {r['tokens']} | {r['plain_s']:.1f} ({r['tokens'] / r['plain_s']:.1f}) "
+                     f"| {r['verified_s']:.1f} ({r['tokens'] / r['verified_s']:.1f}) | {r['speedup']:.2f}x "
+                     f"| {r['identical']}/{r['n']} | {r['as_baseline']}/{r['n']} | {r['prefix_share']:.3f} "
+                     f"| {r['accepted_share']:.3f} | {r['per_forward']:.2f} | {r['near_ties']} |")
+    return "\n".join(lines)
+
+
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="embedded:qwen2.5-coder-0.5b")
     ap.add_argument("--baseline-recipe", default="gguf:F16", help="the baseline the cells are compared with")
@@ -49,7 +77,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--default-kernels", action="store_true",
                     help="llama.cpp's default kernels (batched floats differ) instead of the batch-invariant ones")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
 
     from quantscreen import promptsets
     from quantscreen.engine.draft import DraftPolicy
@@ -84,29 +116,9 @@ def main() -> None:
             timings[name] = time.perf_counter() - t0
             print(f"  {quant} {name}: {timings[name]:.1f} s", flush=True)
         cell.close()
-        plain, verified = results["plain"], results["verified"]
-        stats = [v[3] for v in verified]
-        tokens = sum(p[1] for p in plain)
-        rows.append({
-            "cell": quant, "n": len(texts), "tokens": tokens, "plain_s": timings["plain"],
-            "verified_s": timings["verified"], "speedup": timings["plain"] / timings["verified"],
-            "identical": sum(p[0] == v[0] for p, v in zip(plain, verified)),
-            "as_baseline": sum(p[0] == b[0] for p, b in zip(plain, baseline)),
-            "prefix_share": sum(s.prefix_tokens for s in stats) / max(1, sum(s.reference_tokens for s in stats)),
-            "accepted_share": sum(s.accepted for s in stats) / max(1, sum(s.drafted for s in stats)),
-            "per_forward": sum(v[1] for v in verified) / max(1, sum(s.steps for s in stats)),
-            "near_ties": sum(s.near_ties for s in stats),
-        })
+        rows.append(_row(quant, timings, results["plain"], results["verified"], baseline))
 
-    lines = ["| cell | prompts | tokens (plain) | plain s (tok/s) | verified s (tok/s) | speed-up | verified = plain "
-             "| plain = baseline | accepted prefix share | drafted tokens accepted | tokens per forward | near ties |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['cell']} | {r['n']} | {r['tokens']} | {r['plain_s']:.1f} ({r['tokens'] / r['plain_s']:.1f}) "
-                     f"| {r['verified_s']:.1f} ({r['tokens'] / r['verified_s']:.1f}) | {r['speedup']:.2f}x "
-                     f"| {r['identical']}/{r['n']} | {r['as_baseline']}/{r['n']} | {r['prefix_share']:.3f} "
-                     f"| {r['accepted_share']:.3f} | {r['per_forward']:.2f} | {r['near_ties']} |")
-    table = "\n".join(lines)
+    table = _table(rows)
     print(table)
     summary = "; ".join(f"{r['cell']} {r['speedup']:.2f}x, {r['identical']}/{r['n']} identical" for r in rows)
     record.append(

@@ -175,6 +175,9 @@ class LlamaCppModel:
         one-token decoding's logits exactly (bench/llamacpp_numerics.py; tests/test_verification.py). For other
         kernels, `policy.min_margin` > 0 leaves a batched position whose top two logits are closer than that
         undecided: the token before it is evaluated again alone, as plain decoding would.
+
+        Over 60 lines: it is one decoding loop whose state (the reply, the next token, whether the next step runs
+        alone, the KV cache's length) every branch reads and updates; split into helpers, that state would be scattered.
         """
         from quantscreen.engine.draft import DraftPolicy, DraftSource, common_prefix
 

@@ -86,25 +86,13 @@ def second_batch_size(batch_size: int, n: int) -> int:
     return min(batch_size, n) // 2 or 2
 
 
-def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, progress=None,
-               flash_attn: bool = False) -> CanaryResult:
-    """The canary of one baseline measurement (`verdicts.cell.CellMeasurement` with its harmful responses);
-    `flash_attn`: the baseline was measured with llama.cpp's flash attention (the baseline of KV-cache cells)."""
-    import gc
+def _second_pass(model, plan, ws, baseline, harmful, engine: str, info, indices: list[int], flash_attn: bool):
+    """How the second pass differs from the main one on this engine: its decoding settings, the composition the
+    report states, and the drafts it checks (the first pass's replies, under paired verification; else None)."""
+    from quantscreen.engine.generate import DecodingSettings
+    from quantscreen.pipeline.measure import decoding_settings, drafting_from
 
-    from quantscreen.engine.cache import ResponseStore
-    from quantscreen.engine.generate import DecodingSettings, generate, prompt_digests
-    from quantscreen.engine.loader import load_engine_model, load_tokenizer
-    from quantscreen.pipeline.measure import decoding_settings, drafting_from, response_key
-
-    harmful = prompt_sets["harmful"]
-    n = min(plan.canary_prompts, len(harmful))
-    if n == 0:
-        return CanaryResult(0, 0, 0, (), (), "off")
-    labellers = {k: f for k, f in LABELLERS.items() if k == "regex" or f"refusal_rate_{k}" in baseline.records}
-    indices = list(range(n))[::-1]  # reversed: another order in every engine
-    prompts = [harmful.prompts[i] for i in indices]
-    first = [baseline.responses["harmful"][i].response for i in indices]
+    n = len(indices)
     settings = decoding_settings(model, plan, ws, engine, flash_attn=flash_attn)
     if engine == "transformers":
         settings = DecodingSettings(**{**settings.__dict__, "batch_size": second_batch_size(plan.batch_size, n)})
@@ -121,6 +109,29 @@ def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, 
         settings = drafting_from(baseline, harmful.digest, settings, model, ws)
         composition += ("; each reply checked against the first pass's as a draft in batched passes, as a cell's "
                         "paired verification checks its baseline's")
+    return settings, composition, drafts
+
+
+def run_canary(model, plan, prompt_sets: dict, ws, baseline, engine: str, info, progress=None,
+               flash_attn: bool = False) -> CanaryResult:
+    """The canary of one baseline measurement (`verdicts.cell.CellMeasurement` with its harmful responses);
+    `flash_attn`: the baseline was measured with llama.cpp's flash attention (the baseline of KV-cache cells)."""
+    import gc
+
+    from quantscreen.engine.cache import ResponseStore
+    from quantscreen.engine.generate import generate, prompt_digests
+    from quantscreen.engine.loader import load_engine_model, load_tokenizer
+    from quantscreen.pipeline.measure import response_key
+
+    harmful = prompt_sets["harmful"]
+    n = min(plan.canary_prompts, len(harmful))
+    if n == 0:
+        return CanaryResult(0, 0, 0, (), (), "off")
+    labellers = {k: f for k, f in LABELLERS.items() if k == "regex" or f"refusal_rate_{k}" in baseline.records}
+    indices = list(range(n))[::-1]  # reversed: another order in every engine
+    prompts = [harmful.prompts[i] for i in indices]
+    first = [baseline.responses["harmful"][i].response for i in indices]
+    settings, composition, drafts = _second_pass(model, plan, ws, baseline, harmful, engine, info, indices, flash_attn)
     key = {**response_key(baseline.checkpoint["sha256"], harmful.digest, settings, model.chat_template),
            "canary": {"version": CANARY_VERSION, "prompts": n, "order": "reversed",
                       "fresh_context": engine != "transformers"}}

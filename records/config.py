@@ -1,4 +1,5 @@
-"""Config types read from models.yaml that more than one layer needs (the rest live with their parser, pipeline/plan.py)."""
+"""Config types read from models.yaml that more than one layer needs (the rest live with their parsers, pipeline/plan.py
+and pipeline/plan_models.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

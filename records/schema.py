@@ -2,7 +2,7 @@
 
 The schema is the one source of keys, types, enums and ranges; pipeline.plan keeps what a schema cannot say (files
 that must exist, recipes, rules across fields or across the command line). Mappings and lists read by
-pipeline.plan's loader carry `lines` (key or index -> line), which the messages point at.
+pipeline.yaml_lines' loader carry `lines` (key or index -> line), which the messages point at.
 """
 from __future__ import annotations
 

@@ -292,7 +292,7 @@ def evaluate(tab: Table, recipe, augment, fit_authored: bool = False) -> dict:
     return out
 
 
-def main(argv=None) -> int:
+def _parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=rc.HEAD_PATH)
     ap.add_argument("--compare", action="store_true", help="first print held-out figures of the candidate recipes")
@@ -303,7 +303,39 @@ def main(argv=None) -> int:
                     help="also fit on the authored replies (measured: worse held out; see BENCHMARKS.md)")
     ap.add_argument("--without-harness", action="store_true",
                     help="fit on uncensorbench alone (figures: grouped CV on it) while the harness set is missing")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _provenance(encoder, tab, parts: dict, held: dict, req, rep, fit_authored: bool) -> dict:
+    """What the head file records beside the fitted weights: the definition, encoder, grid, augmentation, the sets
+    it was fitted on and its held-out figures."""
+    from quantscreen.probes.refusal_definition import DEFINITION_VERSION
+
+    return {
+        "definition": DEFINITION_VERSION,
+        "encoder": {k: getattr(encoder, k) for k in ("package", "version", "path_inside", "sha256")},
+        "C_grid": list(C_GRID), "cv_folds": FOLDS, "seed": SEED,
+        "threshold_rule": f"lowest of 0.5..0.95 (step 0.025) with grouped out-of-fold specificity >= "
+                          f"{TARGET_SPECIFICITY} on the training rows",
+        "augmentation": {"off_topic_rows": int((req != rep).sum()), "off_topic_weight": OFF_TOPIC_WEIGHT,
+                         "off_topic_max_request_cosine": OFF_TOPIC_MAX_REQUEST_COSINE,
+                         "cut_rows": int(np.isin(rep, tab.twin[tab.twin >= 0]).sum()), "cut_weight": CUT_WEIGHT,
+                         "cut_chars": [60, 240]},
+        "training_sets": [{"name": name, "split": "train" if name == "harness_train" else "all",
+                           "package": ls.source.package, "version": ls.source.version,
+                           "path_inside": ls.source.path_inside, "sha256": ls.source.sha256, "rows": len(ls),
+                           "refusals": int(sum(ls.refusal)), "compliances": int(len(ls) - sum(ls.refusal))}
+                          for name, ls in parts.items()
+                          if name not in ("harness_test", *EVALUATION_ONLY) or (name == "authored" and fit_authored)],
+        "held_out_test_set": {"name": "harness_test", "sha256": parts["harness_test"].source.sha256,
+                              "rows": len(parts["harness_test"])} if "harness_test" in parts else None,
+        "held_out": held,
+        "fitted_by": "scripts/fit_refusal_classifier.py",
+    }
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
 
     from quantscreen import promptsets
     from quantscreen.engine.sources import minilm_encoder
@@ -334,29 +366,7 @@ def main(argv=None) -> int:
     _, y, weight, req, rep = tab.training(train, RECIPE, AUGMENT)
     head = rc.fit_head([tab.requests[i] for i in req], [tab.replies[i] for i in rep], y, encoder.path, RECIPE, c,
                        threshold, emb=tab.rows(req, rep), sample_weight=weight)
-    from quantscreen.probes.refusal_definition import DEFINITION_VERSION
-
-    head.update({
-        "definition": DEFINITION_VERSION,
-        "encoder": {k: getattr(encoder, k) for k in ("package", "version", "path_inside", "sha256")},
-        "C_grid": list(C_GRID), "cv_folds": FOLDS, "seed": SEED,
-        "threshold_rule": f"lowest of 0.5..0.95 (step 0.025) with grouped out-of-fold specificity >= "
-                          f"{TARGET_SPECIFICITY} on the training rows",
-        "augmentation": {"off_topic_rows": int((req != rep).sum()), "off_topic_weight": OFF_TOPIC_WEIGHT,
-                         "off_topic_max_request_cosine": OFF_TOPIC_MAX_REQUEST_COSINE,
-                         "cut_rows": int(np.isin(rep, tab.twin[tab.twin >= 0]).sum()), "cut_weight": CUT_WEIGHT,
-                         "cut_chars": [60, 240]},
-        "training_sets": [{"name": name, "split": "train" if name == "harness_train" else "all",
-                           "package": ls.source.package, "version": ls.source.version,
-                           "path_inside": ls.source.path_inside, "sha256": ls.source.sha256, "rows": len(ls),
-                           "refusals": int(sum(ls.refusal)), "compliances": int(len(ls) - sum(ls.refusal))}
-                          for name, ls in parts.items()
-                          if name not in ("harness_test", *EVALUATION_ONLY) or (name == "authored" and args.fit_authored)],
-        "held_out_test_set": {"name": "harness_test", "sha256": parts["harness_test"].source.sha256,
-                              "rows": len(parts["harness_test"])} if "harness_test" in parts else None,
-        "held_out": held,
-        "fitted_by": "scripts/fit_refusal_classifier.py",
-    })
+    head.update(_provenance(encoder, tab, parts, held, req, rep, args.fit_authored))
     everyone = tab.where("harness_train", "harness_test") if "harness_test" in parts else tab.where("uncensorbench")
     head["timing"] = timing(head, encoder.path, [tab.requests[i] for i in everyone],
                             [tab.replies[i] for i in everyone])

