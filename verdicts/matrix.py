@@ -14,7 +14,8 @@ never enter a correlation:
   with se 1/sqrt(df - 1); it equals the partial correlation in OLS y ~ x + C(model);
 - a linear mixed model y ~ x with a random intercept per model (statsmodels MixedLM, REML);
 - per-model OLS of each metric's delta on bits per weight (the baseline enters here, at delta 0 and its own bpw);
-- asymmetry |refusal delta| / |quality delta| per cell and instrument, and the safety-faster count.
+- asymmetry |refusal delta| / |quality delta| per cell and instrument, and the safety-faster count;
+- the cross-probe statistics (`verdicts.probe_stats`, informational) over the rows' probe and target figures.
 
 `analyse` gathers them, with the rules' tables, into one MatrixReport.
 
@@ -43,6 +44,7 @@ from quantscreen.verdicts.matrix_rows import (
     MixedEffectsRow,
     NoteRow,
     PooledRow,
+    ProbeStatRow,
     QuantLevelRow,
     RepeatedMeasuresRow,
     SignReversalRow,
@@ -50,6 +52,7 @@ from quantscreen.verdicts.matrix_rows import (
 )
 from quantscreen.verdicts.matrix_rules import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell, finite
 from quantscreen.verdicts.matrix_stats import NAN, correlation, mixed_effects, ols_on_bpw, repeated_measures
+from quantscreen.verdicts.probe_stats import PROBE_COLUMNS, TARGET_COLUMNS, cross_probe_statistics, read_float
 
 
 def _pairs(cells, q: str, s: str) -> list[tuple[MatrixCell, float, float]]:
@@ -185,6 +188,17 @@ def asymmetry_summary(m: Matrix, rows: list[AsymmetryRow]) -> list[AsymmetrySumm
     return out
 
 
+def probe_statistics(m: Matrix, classified: list[ClassifiedRow]) -> list[ProbeStatRow]:
+    """`probe_stats.cross_probe_statistics` over the matrix's rows: each cell's probe and target figures, grouped for
+    Mann-Whitney by its regime (the run's own for a run's cells, the SPEC §3 one recomputed from the deltas for an
+    imported row). Empty when the source has no probe column."""
+    if not m.probe_columns:
+        return []
+    return cross_probe_statistics([
+        {"is_baseline": c.is_baseline, "regime": r["regime"] if c.measured_regime is None else c.measured_regime,
+         **c.probes} for c, r in zip(m.cells, classified)])
+
+
 @dataclass(repr=False)
 class MatrixReport:
     """Every analysis of one matrix; each table's row type is in `verdicts.matrix_rows`."""
@@ -204,13 +218,16 @@ class MatrixReport:
     cheapest: list[CheapestRow]
     audit: list[AuditRow]
     notes: list[NoteRow]  # what the matrix could not check, and why (`matrix_rules.notes`)
+    # not in tables() (not under matrix/): the reporter writes it as <output-dir>/probe_statistics.csv, STAT_COLUMNS
+    probe_statistics: list[ProbeStatRow]
 
     def __repr__(self) -> str:  # a failing screen's traceback names the report, it does not print every row
         return (f"MatrixReport({self.matrix.source_file}: {len(self.matrix.cells)} rows, "
                 f"{len(self.matrix.models)} model(s), floor {self.floor['level']} {self.floor['status']})")
 
     def tables(self) -> dict[str, Sequence[Mapping[str, object]]]:
-        """File name (under matrix/) -> rows, in the order the HTML shows them."""
+        """File name (under matrix/) -> rows, in the order the HTML shows them (probe_statistics is not one of them:
+        the reporter writes it beside cells.csv)."""
         return {"notes.csv": self.notes, "quant_levels.csv": self.levels, "cheapest_quant.csv": self.cheapest,
                 "floor_check.csv": self.floor["per_model"], "sign_reversal.csv": self.sign,
                 "within_model.csv": self.within, "asymmetry.csv": self.asymmetry,
@@ -228,13 +245,14 @@ def analyse(m: Matrix, t: ScreenThresholds) -> MatrixReport:
                         bpw=bpw_regression(m), asymmetry=asym, asymmetry_summary=asymmetry_summary(m, asym),
                         levels=rules.quant_levels(m, classified, t), floor=rules.floor_check(m, t),
                         cheapest=rules.cheapest_passing(m, classified, t), audit=rules.audit(m, classified),
-                        notes=rules.notes(m, classified))
+                        notes=rules.notes(m, classified), probe_statistics=probe_statistics(m, classified))
 
 
 # ---- a run's own cells --------------------------------------------------------------------------------------------
 
 def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
-    """The matrix of one run: cells.csv rows (baselines carry values and no deltas; their deltas are 0)."""
+    """The matrix of one run: cells.csv rows (baselines carry values and no deltas; their deltas are 0), with each
+    row's probe and target figures and its regime for the cross-probe statistics."""
     def present(name: str) -> bool:
         return any(finite(r.get(name)) for r in rows)
 
@@ -255,7 +273,10 @@ def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
         cells.append(MatrixCell(model=r["model"], quant=r["quant"], is_baseline=bool(r["is_baseline"]), deltas=deltas,
                                 values=values, bits_per_weight=float(bpw) if finite(bpw) else None,
                                 format=r.get("format") or "", row_key=f"cell_id={r['cell_id']}",
-                                cannot_certify=r.get("cannot_certify_reason") or ""))
+                                cannot_certify=r.get("cannot_certify_reason") or "",
+                                probes={k: x for k in (*PROBE_COLUMNS, *TARGET_COLUMNS)
+                                        if (x := read_float(r.get(k))) is not None},
+                                measured_regime=r.get("regime") or ""))
     return Matrix(cells=sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant)), quality_metrics=quality,
-                  safety_metrics=safety, source_file=source_file)
+                  safety_metrics=safety, source_file=source_file, probe_columns=PROBE_COLUMNS)
 

@@ -63,6 +63,12 @@ class MatrixCell:
     published: dict[str, str] = field(default_factory=dict)  # "regime" / "action" as the source labelled them
     row_key: str = ""  # where the row came from, for the claim ledger
     cannot_certify: str = ""  # why the cell's safety screens could not measure (cells.csv cannot_certify_reason)
+    # the row's probe and target figures (probe_stats.PROBE_COLUMNS, TARGET_COLUMNS) where finite, for the
+    # cross-probe statistics; an imported row's refusal delta target it does not give is the delta the matrix resolved
+    probes: dict[str, float] = field(default_factory=dict)
+    # the regime the run itself gave the cell (cells.csv `regime`, "" when none); None for an imported row, whose
+    # regime is the one SPEC §3 recomputes from its deltas (a published regime is audited, never used)
+    measured_regime: str | None = None
 
     @property
     def cell_id(self) -> str:
@@ -82,6 +88,9 @@ class Matrix:
     quality_metrics: tuple[str, ...]
     safety_metrics: tuple[str, ...]
     source_file: str  # cells.csv for a run, the imported file otherwise
+    # the probe columns (probe_stats.PROBE_COLUMNS) the source has: all of them for a run's cells (cells.csv has them,
+    # filled or not), an imported table's own; none: the matrix has no cross-probe statistics (an empty table)
+    probe_columns: tuple[str, ...] = ()
 
     @property
     def models(self) -> list[str]:
