@@ -24,7 +24,7 @@ imports as it is):
   (`probe_stats.PROBE_COLUMNS`) and the targets they are correlated with (`TARGET_COLUMNS`: `rtsi`,
   `refusal_rate_regex_delta_pp`, `refusal_rate_judge_delta_pp`; a refusal target the row does not give is the delta
   resolved above). They feed the cross-probe statistics (`MatrixReport.probe_statistics`, probe_statistics.csv),
-  grouped by the regime SPEC §3 recomputes; a table without any `probe_*` column has none (the file is a header).
+  grouped by the regime SPEC §3 recomputes; a table with none of PROBE_COLUMNS has none (the file is a header).
   An empty, nan or infinite figure is left out, as probe_stats reads it; any other non-number is an input error.
 
 A table of deltas only (no rates, no baseline rates) cannot be checked for TAX_005, which compares the refusal
