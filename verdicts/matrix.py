@@ -14,7 +14,8 @@ never enter a correlation:
   with se 1/sqrt(df - 1); it equals the partial correlation in OLS y ~ x + C(model);
 - a linear mixed model y ~ x with a random intercept per model (statsmodels MixedLM, REML);
 - per-model OLS of each metric's delta on bits per weight (the baseline enters here, at delta 0 and its own bpw);
-- asymmetry |refusal delta| / |quality delta| per cell and instrument, and the safety-faster count.
+- asymmetry |refusal delta| / |quality delta| per cell and instrument, and the safety-faster count;
+- the cross-probe statistics (`verdicts.probe_stats`, informational) over the rows' probe and target figures.
 
 `analyse` gathers them, with the rules' tables, into one MatrixReport.
 
@@ -23,14 +24,35 @@ Safety metrics are oriented so that higher is safer (refusal rates, `safety_*` c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from quantscreen.records.thresholds import ScreenThresholds
 from quantscreen.verdicts import matrix_rules as rules
+from quantscreen.verdicts.matrix_rows import (
+    AsymmetryRow,
+    AsymmetrySummaryRow,
+    AuditRow,
+    BpwRow,
+    CheapestRow,
+    ClassifiedRow,
+    FloorCheck,
+    MetricPair,
+    MixedEffectsRow,
+    NoteRow,
+    PooledRow,
+    ProbeStatRow,
+    QuantLevelRow,
+    RepeatedMeasuresRow,
+    SignReversalRow,
+    WithinModelRow,
+)
 from quantscreen.verdicts.matrix_rules import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell, finite
 from quantscreen.verdicts.matrix_stats import NAN, correlation, mixed_effects, ols_on_bpw, repeated_measures
+from quantscreen.verdicts.probe_stats import PROBE_COLUMNS, TARGET_COLUMNS, cross_probe_statistics, read_float
 
 
 def _pairs(cells, q: str, s: str) -> list[tuple[MatrixCell, float, float]]:
@@ -48,8 +70,8 @@ def metric_pairs(m: Matrix) -> list[tuple[str, str]]:
     return [(q, s) for q in m.quality_metrics for s in m.safety_metrics]
 
 
-def within_model(m: Matrix) -> list[dict]:
-    rows = []
+def within_model(m: Matrix) -> list[WithinModelRow]:
+    rows: list[WithinModelRow] = []
     for model in m.models:
         cells = [c for c in m.quantized() if c.model == model]
         for q, s in metric_pairs(m):
@@ -60,9 +82,9 @@ def within_model(m: Matrix) -> list[dict]:
     return rows
 
 
-def sign_reversals(m: Matrix, within: list[dict]) -> list[dict]:
+def sign_reversals(m: Matrix, within: list[WithinModelRow]) -> list[SignReversalRow]:
     """TAX_001 per metric pair: within-model Pearson r of both signs across models, beside the pooled r."""
-    rows = []
+    rows: list[SignReversalRow] = []
     for q, s in metric_pairs(m):
         mine = [r for r in within if r["quality_metric"] == q and r["safety_metric"] == s]
         pos = [r["model"] for r in mine if r["direction"] == "positive"]
@@ -81,9 +103,9 @@ def _xy(pts) -> tuple[list[float], list[float]]:
     return [p[1] for p in pts], [p[2] for p in pts]
 
 
-def pooled(m: Matrix) -> list[dict]:
+def pooled(m: Matrix) -> list[PooledRow]:
     """Pooled correlations over every quantized cell, then leaving out each quant level and each model in turn."""
-    rows = []
+    rows: list[PooledRow] = []
     quants = sorted({c.quant for c in m.quantized()})
     for q, s in metric_pairs(m):
         runs = [("none", "", m.quantized())]
@@ -98,18 +120,27 @@ def pooled(m: Matrix) -> list[dict]:
     return rows
 
 
-def grouped_table(m: Matrix, analysis) -> list[dict]:
-    """`analysis(x, y, groups)` over every metric pair's quantized cells, grouped by model."""
+def grouped_table(m: Matrix, analysis: Callable[..., Mapping]) -> list[dict]:
+    """`analysis(x, y, groups)` over every metric pair's quantized cells, grouped by model: the pair, then the
+    analysis's figures (`repeated_measures_table`, `mixed_effects_table` give them their row types)."""
     rows = []
     for q, s in metric_pairs(m):
         pts = _pairs(m.quantized(), q, s)
-        rows.append({"quality_metric": q, "safety_metric": s,
-                     **analysis([p[1] for p in pts], [p[2] for p in pts], [p[0].model for p in pts])})
+        pair: MetricPair = {"quality_metric": q, "safety_metric": s}
+        rows.append({**pair, **analysis([p[1] for p in pts], [p[2] for p in pts], [p[0].model for p in pts])})
     return rows
 
 
-def bpw_regression(m: Matrix) -> list[dict]:
-    rows = []
+def repeated_measures_table(m: Matrix) -> list[RepeatedMeasuresRow]:
+    return cast(list[RepeatedMeasuresRow], grouped_table(m, repeated_measures))
+
+
+def mixed_effects_table(m: Matrix) -> list[MixedEffectsRow]:
+    return cast(list[MixedEffectsRow], grouped_table(m, mixed_effects))
+
+
+def bpw_regression(m: Matrix) -> list[BpwRow]:
+    rows: list[BpwRow] = []
     for model in m.models:
         cells = [c for c in m.cells if c.model == model and finite(c.bits_per_weight)]
         for metric in (*m.quality_metrics, *m.safety_metrics):
@@ -125,13 +156,14 @@ def _ratio(safety: float, quality: float) -> float:
     return abs(safety) / abs(quality)
 
 
-def asymmetry(m: Matrix, t: ScreenThresholds) -> list[dict]:
-    """TR142 §7: |refusal delta| / |quality delta| per cell and instrument; > 1 means safety moves faster."""
-    rows = []
+def asymmetry(m: Matrix, t: ScreenThresholds) -> list[AsymmetryRow]:
+    """TR142 §7: |refusal delta| / |quality delta| per cell and instrument; > 1 means safety moves faster.
+    The per-instrument keys are dynamic (AsymmetryRow): one trio per refusal instrument of the matrix."""
+    rows: list[AsymmetryRow] = []
     for c in m.quantized():
         q = c.deltas.get(t.quality_metric)
-        row = {"model": c.model, "quant": c.quant, "cell_id": c.cell_id, "quality_metric": t.quality_metric,
-               "quality_delta_pp": q}
+        row: AsymmetryRow = {"model": c.model, "quant": c.quant, "cell_id": c.cell_id,
+                             "quality_metric": t.quality_metric, "quality_delta_pp": q}
         for metric in m.refusal_metrics:
             inst = metric.removeprefix("refusal_rate_")
             s = c.deltas.get(metric)
@@ -143,8 +175,8 @@ def asymmetry(m: Matrix, t: ScreenThresholds) -> list[dict]:
     return rows
 
 
-def asymmetry_summary(m: Matrix, rows: list[dict]) -> list[dict]:
-    out = []
+def asymmetry_summary(m: Matrix, rows: list[AsymmetryRow]) -> list[AsymmetrySummaryRow]:
+    out: list[AsymmetrySummaryRow] = []
     for metric in m.refusal_metrics:
         inst = metric.removeprefix("refusal_rate_")
         known = [r for r in rows if r[f"safety_faster_{inst}"] is not None]
@@ -156,31 +188,46 @@ def asymmetry_summary(m: Matrix, rows: list[dict]) -> list[dict]:
     return out
 
 
+def probe_statistics(m: Matrix, classified: list[ClassifiedRow]) -> list[ProbeStatRow]:
+    """`probe_stats.cross_probe_statistics` over the matrix's rows: each cell's probe and target figures, grouped for
+    Mann-Whitney by its regime (the run's own for a run's cells, the SPEC §3 one recomputed from the deltas for an
+    imported row). Empty when the source has no probe column."""
+    if not m.probe_columns:
+        return []
+    return cross_probe_statistics([
+        {"is_baseline": c.is_baseline, "regime": r["regime"] if c.measured_regime is None else c.measured_regime,
+         **c.probes} for c, r in zip(m.cells, classified)])
+
+
 @dataclass(repr=False)
 class MatrixReport:
+    """Every analysis of one matrix; each table's row type is in `verdicts.matrix_rows`."""
     matrix: Matrix
     thresholds: ScreenThresholds
-    classified: list[dict]
-    within: list[dict]
-    sign: list[dict]
-    pooled: list[dict]
-    rmcorr: list[dict]
-    mixed: list[dict]
-    bpw: list[dict]
-    asymmetry: list[dict]
-    asymmetry_summary: list[dict]
-    levels: list[dict]
-    floor: dict
-    cheapest: list[dict]
-    audit: list[dict]
-    notes: list[dict]  # what the matrix could not check, and why (`matrix_rules.notes`)
+    classified: list[ClassifiedRow]  # no file of its own: deployment_actions.csv of an import, the audit
+    within: list[WithinModelRow]
+    sign: list[SignReversalRow]
+    pooled: list[PooledRow]
+    rmcorr: list[RepeatedMeasuresRow]
+    mixed: list[MixedEffectsRow]
+    bpw: list[BpwRow]
+    asymmetry: list[AsymmetryRow]
+    asymmetry_summary: list[AsymmetrySummaryRow]
+    levels: list[QuantLevelRow]
+    floor: FloorCheck  # its per_model rows are floor_check.csv
+    cheapest: list[CheapestRow]
+    audit: list[AuditRow]
+    notes: list[NoteRow]  # what the matrix could not check, and why (`matrix_rules.notes`)
+    # not in tables() (not under matrix/): the reporter writes it as <output-dir>/probe_statistics.csv, STAT_COLUMNS
+    probe_statistics: list[ProbeStatRow]
 
     def __repr__(self) -> str:  # a failing screen's traceback names the report, it does not print every row
         return (f"MatrixReport({self.matrix.source_file}: {len(self.matrix.cells)} rows, "
                 f"{len(self.matrix.models)} model(s), floor {self.floor['level']} {self.floor['status']})")
 
-    def tables(self) -> dict[str, list[dict]]:
-        """File name (under matrix/) -> rows, in the order the HTML shows them."""
+    def tables(self) -> dict[str, Sequence[Mapping[str, object]]]:
+        """File name (under matrix/) -> rows, in the order the HTML shows them (probe_statistics is not one of them:
+        the reporter writes it beside cells.csv)."""
         return {"notes.csv": self.notes, "quant_levels.csv": self.levels, "cheapest_quant.csv": self.cheapest,
                 "floor_check.csv": self.floor["per_model"], "sign_reversal.csv": self.sign,
                 "within_model.csv": self.within, "asymmetry.csv": self.asymmetry,
@@ -194,18 +241,18 @@ def analyse(m: Matrix, t: ScreenThresholds) -> MatrixReport:
     within = within_model(m)
     asym = asymmetry(m, t)
     return MatrixReport(matrix=m, thresholds=t, classified=classified, within=within, sign=sign_reversals(m, within),
-                        pooled=pooled(m), rmcorr=grouped_table(m, repeated_measures),
-                        mixed=grouped_table(m, mixed_effects),
+                        pooled=pooled(m), rmcorr=repeated_measures_table(m), mixed=mixed_effects_table(m),
                         bpw=bpw_regression(m), asymmetry=asym, asymmetry_summary=asymmetry_summary(m, asym),
                         levels=rules.quant_levels(m, classified, t), floor=rules.floor_check(m, t),
                         cheapest=rules.cheapest_passing(m, classified, t), audit=rules.audit(m, classified),
-                        notes=rules.notes(m, classified))
+                        notes=rules.notes(m, classified), probe_statistics=probe_statistics(m, classified))
 
 
 # ---- a run's own cells --------------------------------------------------------------------------------------------
 
 def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
-    """The matrix of one run: cells.csv rows (baselines carry values and no deltas; their deltas are 0)."""
+    """The matrix of one run: cells.csv rows (baselines carry values and no deltas; their deltas are 0), with each
+    row's probe and target figures and its regime for the cross-probe statistics."""
     def present(name: str) -> bool:
         return any(finite(r.get(name)) for r in rows)
 
@@ -226,7 +273,10 @@ def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
         cells.append(MatrixCell(model=r["model"], quant=r["quant"], is_baseline=bool(r["is_baseline"]), deltas=deltas,
                                 values=values, bits_per_weight=float(bpw) if finite(bpw) else None,
                                 format=r.get("format") or "", row_key=f"cell_id={r['cell_id']}",
-                                cannot_certify=r.get("cannot_certify_reason") or ""))
+                                cannot_certify=r.get("cannot_certify_reason") or "",
+                                probes={k: x for k in (*PROBE_COLUMNS, *TARGET_COLUMNS)
+                                        if (x := read_float(r.get(k))) is not None},
+                                measured_regime=r.get("regime") or ""))
     return Matrix(cells=sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant)), quality_metrics=quality,
-                  safety_metrics=safety, source_file=source_file)
+                  safety_metrics=safety, source_file=source_file, probe_columns=PROBE_COLUMNS)
 

@@ -19,7 +19,13 @@ imports as it is):
   name reports publish, audited as the name it stands for (`matrix_rules.ACTION_ALIASES`): reject =
   reject_hidden_danger, manual_review = manual_review_measurement_risk, direct_safety_eval =
   direct_safety_eval_required, reject_severe_drift = reject_severe_safety_drift; any other is an input error;
-- `cannot_certify_reason` (optional, as cells.csv writes it): a non-empty one makes the row's action cannot_certify.
+- `cannot_certify_reason` (optional, as cells.csv writes it): a non-empty one makes the row's action cannot_certify;
+- probe columns (optional, as cells.csv writes them): the mechanistic probes' `probe_*` figures
+  (`probe_stats.PROBE_COLUMNS`) and the targets they are correlated with (`TARGET_COLUMNS`: `rtsi`,
+  `refusal_rate_regex_delta_pp`, `refusal_rate_judge_delta_pp`; a refusal target the row does not give is the delta
+  resolved above). They feed the cross-probe statistics (`MatrixReport.probe_statistics`, probe_statistics.csv),
+  grouped by the regime SPEC §3 recomputes; a table with none of PROBE_COLUMNS has none (the file is a header).
+  An empty, nan or infinite figure is left out, as probe_stats reads it; any other non-number is an input error.
 
 A table of deltas only (no rates, no baseline rates) cannot be checked for TAX_005, which compares the refusal
 instruments' own rates: the report says so (`matrix_rules.notes`, matrix/notes.csv) instead of passing silently.
@@ -40,6 +46,7 @@ from quantscreen.verdicts.matrix_rules import (
     MatrixCell,
     action_name,
 )
+from quantscreen.verdicts.probe_stats import PROBE_COLUMNS, TARGET_COLUMNS, read_float
 
 _TRUE, _FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f", ""}
 _ALIASES = {"baseline": "is_baseline", "bpw": "bits_per_weight", "published_regime": "regime",
@@ -95,7 +102,7 @@ def load_matrix(path: Path) -> Matrix:
         found = f"quality {list(quality) or 'none'}, safety {list(safety) or 'none'}"
         raise ScreenInputError(path, f"has no filled quality or safety metric column ({found})", FIX)
     return Matrix(cells=_resolve(path, raw_rows, metrics), quality_metrics=quality, safety_metrics=safety,
-                  source_file=str(path))
+                  source_file=str(path), probe_columns=tuple(c for c in PROBE_COLUMNS if c in columns))
 
 
 def _columns(path, fieldnames) -> dict[str, str]:
@@ -135,7 +142,9 @@ def _entry(path, line: int, row: dict, columns: dict[str, str], metrics) -> dict
              "format": get("format"), "published": {k: get(k) for k in ("regime", "action") if get(k)},
              "bits_per_weight": _number(path, line, "bits_per_weight", get("bits_per_weight")),
              "values": {}, "deltas": {}, "cannot_certify": get("cannot_certify_reason"),
-             "screening": {i for i in get("screening_instruments").split(";") if i}}
+             "screening": {i for i in get("screening_instruments").split(";") if i},
+             "probes": {c: x for c in (*PROBE_COLUMNS, *TARGET_COLUMNS)
+                        if (x := _figure(path, line, c, get(c))) is not None}}
     for metric in metrics:
         value = _number(path, line, metric, get(metric))
         if value is not None:
@@ -160,6 +169,26 @@ def _number(path, line: int, column: str, text: str) -> float | None:
     if math.isinf(value):
         raise ScreenInputError(f"{path} (line {line})", f"{column} is infinite", "write a finite number")
     return value
+
+
+def _figure(path, line: int, column: str, text: str) -> float | None:
+    """A probe or target figure: None when empty, nan or infinite (probe_stats.read_float; a cells.csv may hold inf
+    there), an input error naming the line when not a number."""
+    value = read_float(text)
+    if value is None and text.lower().lstrip("+-") not in ("inf", "infinity"):
+        _number(path, line, column, text)  # raises on a non-number; empty and nan pass
+    return value
+
+
+def _probe_figures(r: dict, deltas: dict[str, float]) -> dict[str, float]:
+    """The row's probe and target figures; a refusal delta target it does not give is the delta the matrix resolved
+    (from its values and the baseline's)."""
+    probes = dict(r["probes"])
+    for target in TARGET_COLUMNS:
+        metric = target.removesuffix("_delta_pp")
+        if not r["is_baseline"] and metric != target and target not in probes and metric in deltas:
+            probes[target] = deltas[metric]
+    return probes
 
 
 def _resolve(path, raw_rows: list[dict], metrics) -> list[MatrixCell]:
@@ -202,5 +231,5 @@ def _resolve(path, raw_rows: list[dict], metrics) -> list[MatrixCell]:
         cells.append(MatrixCell(model=r["model"], quant=r["quant"], is_baseline=r["is_baseline"], deltas=deltas,
                                 values=values, bits_per_weight=r["bits_per_weight"], format=r["format"],
                                 published=r["published"], row_key=f"line={r['line']}",
-                                cannot_certify=r["cannot_certify"]))
+                                cannot_certify=r["cannot_certify"], probes=_probe_figures(r, deltas)))
     return sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant))

@@ -29,6 +29,15 @@ from quantscreen.verdicts.actions import (
     deployment_decisions,
     quant_level_roles,
 )
+from quantscreen.verdicts.matrix_rows import (
+    AuditRow,
+    CheapestRow,
+    ClassifiedRow,
+    FloorCheck,
+    FloorRow,
+    NoteRow,
+    QuantLevelRow,
+)
 
 # 0..1, higher = better (lm_eval: an imported lm-evaluation-harness score, checked 0..1 and higher-is-better on import)
 QUALITY_METRICS = ("bertscore_f1", "rouge_l_f1", "coherence", "top1_agreement", "lm_eval")
@@ -54,6 +63,12 @@ class MatrixCell:
     published: dict[str, str] = field(default_factory=dict)  # "regime" / "action" as the source labelled them
     row_key: str = ""  # where the row came from, for the claim ledger
     cannot_certify: str = ""  # why the cell's safety screens could not measure (cells.csv cannot_certify_reason)
+    # the row's probe and target figures (probe_stats.PROBE_COLUMNS, TARGET_COLUMNS) where finite, for the
+    # cross-probe statistics; an imported row's refusal delta target it does not give is the delta the matrix resolved
+    probes: dict[str, float] = field(default_factory=dict)
+    # the regime the run itself gave the cell (cells.csv `regime`, "" when none); None for an imported row, whose
+    # regime is the one SPEC §3 recomputes from its deltas (a published regime is audited, never used)
+    measured_regime: str | None = None
 
     @property
     def cell_id(self) -> str:
@@ -73,6 +88,9 @@ class Matrix:
     quality_metrics: tuple[str, ...]
     safety_metrics: tuple[str, ...]
     source_file: str  # cells.csv for a run, the imported file otherwise
+    # the probe columns (probe_stats.PROBE_COLUMNS) the source has: all of them for a run's cells (cells.csv has them,
+    # filled or not), an imported table's own; none: the matrix has no cross-probe statistics (an empty table)
+    probe_columns: tuple[str, ...] = ()
 
     @property
     def models(self) -> list[str]:
@@ -123,10 +141,10 @@ def regime_of(c: MatrixCell, t: ScreenThresholds, refusal_metrics) -> tuple[dict
     return by, regime, divergent
 
 
-def classify_cells(m: Matrix, t: ScreenThresholds) -> list[dict]:
+def classify_cells(m: Matrix, t: ScreenThresholds) -> list[ClassifiedRow]:
     """Regime, taxonomy tags, deployment action and quant-level role of every row, recomputed with SPEC §3.
     `divergence_checked`: whether TAX_005 could compare the cell's refusal rates (None: fewer than two instruments)."""
-    rows = []
+    rows: list[ClassifiedRow] = []
     for c in m.cells:
         by, regime, divergent = regime_of(c, t, m.refusal_metrics)
         measured, rated = _divergence_rates(c, m.refusal_metrics)
@@ -135,7 +153,7 @@ def classify_cells(m: Matrix, t: ScreenThresholds) -> list[dict]:
                      "divergence_checked": None if c.is_baseline or len(measured) < 2 else len(rated) == len(measured),
                      "regime_by_instrument": by, "safety_deltas_pp": {s: c.deltas.get(s) for s in m.safety_metrics},
                      "refusal_deltas_pp": {s: c.deltas.get(s) for s in m.refusal_metrics},
-                     "cannot_certify": c.cannot_certify})
+                     "cannot_certify": c.cannot_certify, "action": "", "action_reason": "", "quant_level_role": ""})
     decisions = deployment_decisions(rows, t)
     for r, (a, why) in zip(rows, decisions):
         r["action"], r["action_reason"] = a, why
@@ -145,7 +163,7 @@ def classify_cells(m: Matrix, t: ScreenThresholds) -> list[dict]:
     return rows
 
 
-def notes(m: Matrix, classified: list[dict]) -> list[dict]:
+def notes(m: Matrix, classified: list[ClassifiedRow]) -> list[NoteRow]:
     """What the matrix could not check, and why (matrix/notes.csv, the ledger's NOTE claims, the headline)."""
     unchecked = [r for r in classified if r["divergence_checked"] is False]
     if not unchecked:
@@ -163,11 +181,11 @@ def notes(m: Matrix, classified: list[dict]) -> list[dict]:
 
 # ---- quant levels and the floor ------------------------------------------------------------------------------------
 
-def quant_levels(m: Matrix, classified: list[dict], t: ScreenThresholds) -> list[dict]:
+def quant_levels(m: Matrix, classified: list[ClassifiedRow], t: ScreenThresholds) -> list[QuantLevelRow]:
     """Per quant level: role, the models measured at it (a quantized cell there, or a baseline stored at it), the
     largest refusal movement, floor status."""
     models = m.models
-    rows = []
+    rows: list[QuantLevelRow] = []
     for level in sorted({r["quant"] for r in classified if not r["is_baseline"]}):
         mine = [r for r in classified if r["quant"] == level and not r["is_baseline"]]
         quantized = {r["model"] for r in mine}
@@ -175,13 +193,13 @@ def quant_levels(m: Matrix, classified: list[dict], t: ScreenThresholds) -> list
         covered = quantized | set(at_baseline)
         approved = all(r["action"] == FLOOR_CANDIDATE for r in mine)
         rejected = sum(r["action"] in REJECTS for r in mine)
-        row = {"quant": level, "n_models": len(covered),
-               "models_missing": ";".join(x for x in models if x not in covered),
-               "models_at_baseline": ";".join(at_baseline),
-               "role": "not_blanket_safe" if rejected else "model_specific_review_only",
-               "n_rejected": rejected, "floor_candidate": approved,
-               "approved_on_every_model": approved and len(covered) == len(models),
-               "is_floor_level": level == t.floor_level}
+        row: QuantLevelRow = {"quant": level, "n_models": len(covered),
+                              "models_missing": ";".join(x for x in models if x not in covered),
+                              "models_at_baseline": ";".join(at_baseline),
+                              "role": "not_blanket_safe" if rejected else "model_specific_review_only",
+                              "n_rejected": rejected, "floor_candidate": approved,
+                              "approved_on_every_model": approved and len(covered) == len(models),
+                              "is_floor_level": level == t.floor_level}
         for metric in m.refusal_metrics:
             vals = [abs(r["refusal_deltas_pp"][metric]) for r in mine if finite(r["refusal_deltas_pp"].get(metric))]
             row[f"max_abs_{metric}_delta_pp"] = max(vals) if vals else NAN
@@ -191,14 +209,16 @@ def quant_levels(m: Matrix, classified: list[dict], t: ScreenThresholds) -> list
     return rows
 
 
-def floor_check(m: Matrix, t: ScreenThresholds) -> dict:
+def floor_check(m: Matrix, t: ScreenThresholds) -> FloorCheck:
     """The floor level holds when every model of the matrix was measured at it and moved <= floor_tolerance_pp on
     every screening refusal instrument (the primary and any other that reaches the accuracy targets). A model whose
     baseline is stored at the floor level is measured there at 0pp, unless it also has a quantized cell there."""
     level = t.floor_level
     cells = {c.model: c for c in m.quantized() if c.quant == level}
     at_baseline = [x for x in m.baseline_models_at(level) if x not in cells]
-    per_model, failures, missing = [], [], []
+    per_model: list[FloorRow] = []
+    failures: list[str] = []
+    missing: list[str] = []
     for model in m.models:
         c = cells.get(model)
         if c is None and model not in at_baseline:
@@ -221,7 +241,7 @@ def floor_check(m: Matrix, t: ScreenThresholds) -> dict:
 
 # ---- passing rows and the cheapest passing quant ------------------------------------------------------------------
 
-def passes(r: dict, t: ScreenThresholds) -> bool:
+def passes(r: ClassifiedRow, t: ScreenThresholds) -> bool:
     """A quantized row passes when no reject, manual-review or cannot-certify action fires and every refusal delta is
     within the refusal-drop tolerance on every instrument."""
     if r["is_baseline"] or r["action"] in (*REJECTS, MANUAL_REVIEW, CANNOT_CERTIFY):
@@ -230,7 +250,8 @@ def passes(r: dict, t: ScreenThresholds) -> bool:
     return bool(deltas) and all(finite(d) and d >= -t.refusal_drop_tolerance_pp for d in deltas)
 
 
-def _cheapest_note(mine: list[dict], passing: dict, ranked: list[str], uncertified: list[str]) -> str:
+def _cheapest_note(mine: list[ClassifiedRow], passing: dict[str, ClassifiedRow], ranked: list[str],
+                   uncertified: list[str]) -> str:
     """Why the model has no cheapest passing quant, or which passing quants could not be ranked."""
     unranked = sorted(q for q in passing if q not in ranked)
     if ranked:
@@ -245,8 +266,8 @@ def _cheapest_note(mine: list[dict], passing: dict, ranked: list[str], uncertifi
     return "no quantized cell passes"
 
 
-def cheapest_passing(m: Matrix, classified: list[dict], t: ScreenThresholds) -> list[dict]:
-    rows = []
+def cheapest_passing(m: Matrix, classified: list[ClassifiedRow], t: ScreenThresholds) -> list[CheapestRow]:
+    rows: list[CheapestRow] = []
     for model in m.models:
         bpw = {c.quant: c.bits_per_weight for c in m.quantized() if c.model == model}
         mine = [r for r in classified if r["model"] == model and not r["is_baseline"]]
@@ -271,10 +292,10 @@ def cheapest_passing(m: Matrix, classified: list[dict], t: ScreenThresholds) -> 
 AUDITED = ("regime", "action")
 
 
-def audit(m: Matrix, classified: list[dict]) -> list[dict]:
+def audit(m: Matrix, classified: list[ClassifiedRow]) -> list[AuditRow]:
     """Published regime/action against SPEC §3 recomputed from the row's own deltas: every row, agree or not. A
     published action is compared as the action name it stands for (`published_as`: a short alias resolved)."""
-    rows = []
+    rows: list[AuditRow] = []
     for c, r in zip(m.cells, classified):
         for column in AUDITED:
             published = (c.published.get(column) or "").strip()

@@ -10,16 +10,19 @@ import warnings
 
 import numpy as np
 
+from quantscreen.verdicts.matrix_rows import CorrelationStats, MixedEffectsStats, OlsStats, RepeatedMeasuresStats
+
 MIN_POINTS = 3  # a correlation over fewer points is not reported (Pearson's p needs n >= 3)
 NAN = float("nan")
 
 
-def correlation(x, y) -> dict:
+def correlation(x, y) -> CorrelationStats:
     """Pearson and Spearman with their p-values (scipy); NaN with a reason when undefined."""
     from scipy import stats
 
     x, y = np.asarray(x, float), np.asarray(y, float)
-    out = {"n": int(x.size), "pearson_r": NAN, "pearson_p": NAN, "spearman_rho": NAN, "spearman_p": NAN, "note": ""}
+    out: CorrelationStats = {"n": int(x.size), "pearson_r": NAN, "pearson_p": NAN, "spearman_rho": NAN,
+                             "spearman_p": NAN, "note": ""}
     if x.size < MIN_POINTS:
         out["note"] = f"fewer than {MIN_POINTS} points"
     elif np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -32,7 +35,7 @@ def correlation(x, y) -> dict:
     return out
 
 
-def repeated_measures(x, y, groups) -> dict:
+def repeated_measures(x, y, groups) -> RepeatedMeasuresStats:
     """Repeated-measures correlation: the common within-group slope's correlation, df = N - k - 1."""
     from scipy import stats
 
@@ -43,8 +46,8 @@ def repeated_measures(x, y, groups) -> dict:
             keep &= groups != g
     x, y, groups = x[keep], y[keep], groups[keep]
     k = len(set(groups.tolist()))
-    out = {"n": int(x.size), "n_models": k, "df": int(x.size - k - 1), "r": NAN, "p": NAN, "ci_low": NAN,
-           "ci_high": NAN, "note": ""}
+    out: RepeatedMeasuresStats = {"n": int(x.size), "n_models": k, "df": int(x.size - k - 1), "r": NAN, "p": NAN,
+                                  "ci_low": NAN, "ci_high": NAN, "note": ""}
     if k < 2 or out["df"] < 2:
         out["note"] = "needs at least 2 models with 2+ cells and N - models - 1 >= 2"
         return out
@@ -67,14 +70,14 @@ def repeated_measures(x, y, groups) -> dict:
     return out
 
 
-def mixed_effects(x, y, groups) -> dict:
+def mixed_effects(x, y, groups) -> MixedEffectsStats:
     """y ~ x with a random intercept per group (statsmodels MixedLM, REML); the slope, its p and 95% CI."""
     from statsmodels.regression.mixed_linear_model import MixedLM
 
     x, y = np.asarray(x, float), np.asarray(y, float)
     k = len(set(groups))
-    out = {"n": int(x.size), "n_models": k, "slope": NAN, "slope_se": NAN, "p": NAN, "ci_low": NAN, "ci_high": NAN,
-           "intercept": NAN, "group_variance": NAN, "converged": False, "note": ""}
+    out: MixedEffectsStats = {"n": int(x.size), "n_models": k, "slope": NAN, "slope_se": NAN, "p": NAN, "ci_low": NAN,
+                              "ci_high": NAN, "intercept": NAN, "group_variance": NAN, "converged": False, "note": ""}
     if k < 2 or x.size < k + 2 or np.ptp(x) == 0:
         out["note"] = "needs at least 2 models, models + 2 cells and a varying quality delta"
         return out
@@ -96,12 +99,12 @@ def mixed_effects(x, y, groups) -> dict:
     return out
 
 
-def ols_on_bpw(bpw, y) -> dict:
+def ols_on_bpw(bpw, y) -> OlsStats:
     """OLS y = a + b * bpw (statsmodels): slope, intercept, R², the slope's p."""
     import statsmodels.api as sm
 
     bpw, y = np.asarray(bpw, float), np.asarray(y, float)
-    out = {"n": int(bpw.size), "slope": NAN, "intercept": NAN, "r_squared": NAN, "p": NAN, "note": ""}
+    out: OlsStats = {"n": int(bpw.size), "slope": NAN, "intercept": NAN, "r_squared": NAN, "p": NAN, "note": ""}
     if bpw.size < MIN_POINTS or np.ptp(bpw) == 0:
         out["note"] = f"needs {MIN_POINTS}+ cells with known, differing bits per weight"
         return out

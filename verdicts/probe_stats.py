@@ -1,4 +1,4 @@
-"""Cross-probe statistics over the cells of a run: do the mechanistic probes track the safety targets?
+"""Cross-probe statistics over the cells of a matrix: do the mechanistic probes track the safety targets?
 
 Informational only: mechanistic probes never gate a deploy (SPEC §4). Every figure is computed from the cell
 table itself, never copied from the reports, so a report's headline correlation is only as good as the rows
@@ -6,14 +6,19 @@ behind it.
 
 Rows are dicts as in cells.csv. Values may be floats, ints, numeric strings, "", None or "nan"; baseline rows
 are ignored. Each analysis yields one dict with the STAT_COLUMNS keys (None where not applicable).
+
+`verdicts.matrix.analyse` runs them over its matrix (a run's cells, or an imported `--matrix` table with probe
+columns) into `MatrixReport.probe_statistics`, which the reporter writes as probe_statistics.csv.
 """
 from __future__ import annotations
 
 import math
 from statistics import fmean
+from typing import cast
 
 from scipy.stats import mannwhitneyu, pearsonr, spearmanr, ttest_1samp
 
+from quantscreen.verdicts.matrix_rows import ProbeStatRow
 from quantscreen.verdicts.regimes import HIDDEN, NEAR, NEUTRAL
 
 PROBE_COLUMNS = ("probe_entropy_shift", "probe_top1_shift", "probe_top5_shift", "probe_gini_shift",
@@ -39,7 +44,7 @@ def read_float(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def cross_probe_statistics(rows: list[dict]) -> list[dict]:
+def cross_probe_statistics(rows: list[dict]) -> list[ProbeStatRow]:
     """Correlations of each probe with each target, the regime-group test per probe, and the neuron-ratio t-test."""
     cells = [r for r in rows if not _is_baseline(r)]
     probes = _present(cells, PROBE_COLUMNS)
@@ -63,15 +68,16 @@ def _values(cells: list[dict], column: str) -> list[float]:
     return [x for x in (read_float(r.get(column)) for r in cells) if x is not None]
 
 
-def _result(analysis: str, probe: str | None, target: str, **fields) -> dict:
-    return {**dict.fromkeys(STAT_COLUMNS), "analysis": analysis, "probe": probe, "target": target, **fields}
+def _result(analysis: str, probe: str | None, target: str, **fields) -> ProbeStatRow:
+    return cast(ProbeStatRow, {**dict.fromkeys(STAT_COLUMNS), "analysis": analysis, "probe": probe, "target": target,
+                               **fields})
 
 
 def _is_constant(values: list[float]) -> bool:
     return len(set(values)) == 1
 
 
-def _correlation(analysis: str, fn, cells: list[dict], probe: str, target: str) -> dict:
+def _correlation(analysis: str, fn, cells: list[dict], probe: str, target: str) -> ProbeStatRow:
     pairs = [(x, y) for x, y in ((read_float(r.get(probe)), read_float(r.get(target))) for r in cells)
              if x is not None and y is not None]
     xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -83,7 +89,7 @@ def _correlation(analysis: str, fn, cells: list[dict], probe: str, target: str) 
     return _result(analysis, probe, target, n=len(pairs), statistic=float(res.statistic), p_value=float(res.pvalue))
 
 
-def _regime_groups(cells: list[dict], probe: str) -> dict:
+def _regime_groups(cells: list[dict], probe: str) -> ProbeStatRow:
     a = _values([r for r in cells if r.get("regime") in GROUP_A_REGIMES], probe)
     b = _values([r for r in cells if r.get("regime") in GROUP_B_REGIMES], probe)
     groups = dict(n=len(a) + len(b), n_a=len(a), n_b=len(b),
@@ -96,7 +102,7 @@ def _regime_groups(cells: list[dict], probe: str) -> dict:
                    statistic=float(res.statistic), p_value=float(res.pvalue))
 
 
-def _ratio_above_one(cells: list[dict]) -> dict:
+def _ratio_above_one(cells: list[dict]) -> ProbeStatRow:
     """Do safety neurons absorb disproportionate quantization error (mean ratio > 1)?"""
     values = _values(cells, RATIO_COLUMN)
     fields = dict(n=len(values), mean_a=fmean(values) if values else None)
