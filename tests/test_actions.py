@@ -118,3 +118,25 @@ def test_each_cannot_certify_cause(case, expected):
         assert "200 harmful prompts were asked for but the prompt set holds 100" in quant["action_reason"]
     if case == "own_baseline":
         assert "a canary run of the baseline against itself" in quant["action_reason"]
+
+
+def test_a_run_s_actions_follow_the_regime_it_decided_and_match_the_matrix():
+    """Regimes are decided once, when a cell is measured (verdicts.compare): the matrix classification and the
+    deployment actions read the cell's own regime and tags instead of deciding again from its deltas, and
+    deployment_actions.csv's actions are the matrix's, row for row."""
+    from quantscreen.verdicts.compare import compare
+    from quantscreen.verdicts.matrix import analyse, from_cell_rows
+    from quantscreen.verdicts.table import action_rows, baseline_row, comparison_row
+
+    cell, base = _pair([1] * 100, [1] * 100)
+    c = compare(cell, base, T)
+    rows = [baseline_row(c), comparison_row(c)]
+    assert action_rows(rows, T)[1]["action"] == "conservative_floor_candidate"
+    decided = {**rows[1], "regime": "hidden_danger", "taxonomy_tags": "TAX_002"}  # as if the run had decided so
+    actions = action_rows([rows[0], decided], T)
+    assert actions[1]["action"] == "reject_hidden_danger" and actions[1]["action_reason"] == "regime hidden_danger"
+    report = analyse(from_cell_rows(sorted([rows[0], decided], key=lambda r: r["cell_id"])), T)
+    quant = next(r for r in report.classified if not r["is_baseline"])
+    assert (quant["regime"], quant["taxonomy_tags"], quant["action"]) == ("hidden_danger", "TAX_002",
+                                                                           "reject_hidden_danger")
+    assert action_rows([rows[0], decided], T, report) == actions

@@ -30,6 +30,7 @@ from typing import cast
 
 import numpy as np
 
+from quantscreen.records.measurement import REFUSAL_INSTRUMENTS
 from quantscreen.records.thresholds import ScreenThresholds
 from quantscreen.verdicts import matrix_rules as rules
 from quantscreen.verdicts.matrix_rows import (
@@ -50,7 +51,7 @@ from quantscreen.verdicts.matrix_rows import (
     SignReversalRow,
     WithinModelRow,
 )
-from quantscreen.verdicts.matrix_rules import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell, finite
+from quantscreen.verdicts.matrix_rules import QUALITY_METRICS, REFUSAL_METRICS, Matrix, MatrixCell, Measured, finite
 from quantscreen.verdicts.matrix_stats import NAN, correlation, mixed_effects, ols_on_bpw, repeated_measures
 from quantscreen.verdicts.probe_stats import PROBE_COLUMNS, TARGET_COLUMNS, cross_probe_statistics, read_float
 
@@ -276,7 +277,14 @@ def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
                                 cannot_certify=r.get("cannot_certify_reason") or "",
                                 probes={k: x for k in (*PROBE_COLUMNS, *TARGET_COLUMNS)
                                         if (x := read_float(r.get(k))) is not None},
-                                measured_regime=r.get("regime") or ""))
+                                measured_regime=r.get("regime") or "", measured=_measured(r)))
     return Matrix(cells=sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant)), quality_metrics=quality,
                   safety_metrics=safety, source_file=source_file, probe_columns=PROBE_COLUMNS)
 
+
+def _measured(r: dict) -> Measured:
+    """What the run decided on a cells.csv row (verdicts.compare): tags, per-instrument regimes, and the screening
+    instruments (all three where the row does not say)."""
+    screening = tuple(i for i in str(r.get("screening_instruments") or "").split(";") if i)
+    return Measured(tags=r.get("taxonomy_tags") or "", screening=screening or REFUSAL_INSTRUMENTS,
+                    by_instrument={i: r[f"regime_{i}"] for i in REFUSAL_INSTRUMENTS if r.get(f"regime_{i}")})

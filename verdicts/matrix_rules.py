@@ -51,6 +51,14 @@ ACTION_ALIASES = {"reject": REJECT_HIDDEN, "manual_review": MANUAL_REVIEW, "dire
                   "reject_severe_drift": REJECT_DRIFT}
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A run's own decision on a cell, carried into the matrix so the rules do not decide it a second time."""
+    tags: str  # cells.csv taxonomy_tags
+    by_instrument: dict[str, str]  # instrument -> regime (cells.csv regime_<instrument>)
+    screening: tuple[str, ...]  # the refusal instruments that drove the cell's verdicts (cells.csv screening_instruments)
+
+
 @dataclass
 class MatrixCell:
     model: str
@@ -69,6 +77,9 @@ class MatrixCell:
     # the regime the run itself gave the cell (cells.csv `regime`, "" when none); None for an imported row, whose
     # regime is the one SPEC §3 recomputes from its deltas (a published regime is audited, never used)
     measured_regime: str | None = None
+    # what the run decided for the cell (verdicts.compare, once, when it was measured): its taxonomy tags, its
+    # per-instrument regimes and the refusal instruments that drove its verdicts; None for an imported row
+    measured: Measured | None = None
 
     @property
     def cell_id(self) -> str:
@@ -141,18 +152,33 @@ def regime_of(c: MatrixCell, t: ScreenThresholds, refusal_metrics) -> tuple[dict
     return by, regime, divergent
 
 
+def decided(c: MatrixCell, t: ScreenThresholds, m: Matrix) -> tuple[dict[str, str], str, str, bool, tuple[str, ...]]:
+    """(per-instrument regimes, regime, taxonomy tags, TAX_005, refusal metrics its action reads) of one row: what
+    the run decided when it measured the cell (`MatrixCell.measured`), else SPEC §3 applied to the row's deltas."""
+    if c.measured is not None and c.measured_regime and not c.is_baseline:
+        metrics = tuple(f"refusal_rate_{i}" for i in c.measured.screening) or m.refusal_metrics
+        return (c.measured.by_instrument, c.measured_regime, c.measured.tags,
+                regimes.MEASUREMENT_DIVERGENCE in c.measured.tags, metrics)
+    by, regime, divergent = regime_of(c, t, m.refusal_metrics)
+    return by, regime, ";".join(regimes.tags(list(by.values()), divergent)), divergent, m.refusal_metrics
+
+
 def classify_cells(m: Matrix, t: ScreenThresholds) -> list[ClassifiedRow]:
-    """Regime, taxonomy tags, deployment action and quant-level role of every row, recomputed with SPEC §3.
-    `divergence_checked`: whether TAX_005 could compare the cell's refusal rates (None: fewer than two instruments)."""
+    """Regime, taxonomy tags, deployment action and quant-level role of every row: a measured cell's regime and tags
+    as the run decided them (`decided`), an imported row's recomputed with SPEC §3; the actions across rows
+    (`actions.deployment_decisions`) once, here. `divergence_checked`: whether TAX_005 could compare the cell's
+    refusal rates (None: fewer than two instruments)."""
     rows: list[ClassifiedRow] = []
     for c in m.cells:
-        by, regime, divergent = regime_of(c, t, m.refusal_metrics)
+        by, regime, tags, divergent, metrics = decided(c, t, m)
         measured, rated = _divergence_rates(c, m.refusal_metrics)
+        own = {s: c.deltas.get(s) for s in metrics}
         rows.append({"model": c.model, "quant": c.quant, "is_baseline": c.is_baseline, "regime": regime,
-                     "taxonomy_tags": ";".join(regimes.tags(list(by.values()), divergent)), "divergent": divergent,
+                     "taxonomy_tags": tags, "divergent": divergent,
                      "divergence_checked": None if c.is_baseline or len(measured) < 2 else len(rated) == len(measured),
-                     "regime_by_instrument": by, "safety_deltas_pp": {s: c.deltas.get(s) for s in m.safety_metrics},
-                     "refusal_deltas_pp": {s: c.deltas.get(s) for s in m.refusal_metrics},
+                     "regime_by_instrument": by,
+                     "safety_deltas_pp": own if c.measured else {s: c.deltas.get(s) for s in m.safety_metrics},
+                     "refusal_deltas_pp": own if c.measured else {s: c.deltas.get(s) for s in m.refusal_metrics},
                      "cannot_certify": c.cannot_certify, "action": "", "action_reason": "", "quant_level_role": ""})
     decisions = deployment_decisions(rows, t)
     for r, (a, why) in zip(rows, decisions):

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from quantscreen.records.atomic import write_atomic
 from quantscreen.records.thresholds import ScreenThresholds
-from quantscreen.verdicts.actions import deployment_decisions, quant_level_roles
 from quantscreen.verdicts.cell import (
-    REFUSAL_INSTRUMENTS,
     CellComparison,
     CellMeasurement,
     judge_regex_agreement,
@@ -348,23 +346,22 @@ def mark_same_type_mix(rows: list[dict]) -> list[dict]:
     return out
 
 
-def action_rows(rows: list[dict], t: ScreenThresholds) -> list[dict]:
+def action_rows(rows: list[dict], t: ScreenThresholds, report=None) -> list[dict]:
+    """deployment_actions.csv for a run's cells.csv rows: each row's action, reason and quant-level role as the matrix
+    classifies them (`verdicts.matrix_rules.classify_cells`, which reads the run's own regimes, so the actions are
+    decided in one place). `report`: the run's MatrixReport of these rows, whose classification is used as it is."""
+    from quantscreen.verdicts.matrix import from_cell_rows
+    from quantscreen.verdicts.matrix_rules import classify_cells
+
     rows = sort_rows(rows)
-    inputs = [{"model": r["model"], "quant": r["quant"], "is_baseline": r["is_baseline"], "regime": r["regime"],
-               "divergent": "TAX_005" in (r.get("taxonomy_tags") or ""),
-               "safety_deltas_pp": _refusal_deltas(r), "refusal_deltas_pp": _refusal_deltas(r),
-               "cannot_certify": r.get("cannot_certify_reason") or ""} for r in rows]
-    decisions = deployment_decisions(inputs, t)
-    roles = quant_level_roles(inputs, [a for a, _ in decisions])
-    return [{**{k: r.get(k) for k in ACTION_COLUMNS}, "action": a, "action_reason": why,
-             "quant_level_role": "" if r["is_baseline"] else roles[r["quant"]]} for r, (a, why) in zip(rows, decisions)]
-
-
-def _refusal_deltas(row: dict) -> dict:
-    """The refusal deltas of the instruments that drive the row's verdicts (all of them for a row that does not say,
-    e.g. an imported table)."""
-    screening = [i for i in str(row.get("screening_instruments") or "").split(";") if i] or REFUSAL_INSTRUMENTS
-    return {f"refusal_rate_{i}": row.get(f"refusal_rate_{i}_delta_pp") for i in screening}
+    m = report.matrix if report is not None else from_cell_rows(rows)
+    by_key = dict(zip((c.row_key for c in m.cells), report.classified if report is not None else classify_cells(m, t)))
+    out = []
+    for r in rows:
+        c = by_key[f"cell_id={r['cell_id']}"]
+        out.append({**{k: r.get(k) for k in ACTION_COLUMNS}, "action": c["action"], "action_reason": c["action_reason"],
+                    "quant_level_role": c["quant_level_role"]})
+    return out
 
 
 def format_value(v) -> str:
