@@ -232,3 +232,22 @@ def test_a_baseline_stored_at_a_level_counts_as_measured_at_that_level(quant, fm
                                                                      cell("b", "Q4_K_M", 0, 1.0, bpw=4.85)]), T)
     q8 = next(lv for lv in fp16.levels if lv["quant"] == "Q8_0")  # an FP16 baseline is not at Q8_0
     assert q8["models_missing"] == "b" and not q8["approved_on_every_model"]
+
+
+def _csv_text(rows) -> str:
+    from quantscreen.verdicts.table import format_value
+
+    return "\n".join(",".join(f"{k}={format_value(v)}" for k, v in r.items()) for r in rows)
+
+
+@pytest.mark.parametrize("source", ["imported", "run"])
+def test_a_report_survives_its_json_hand_over(imported, source):
+    """Under xdist the matrix screens' worker hands its MatrixReport to the controller as JSON (never a pickle): every
+    table, the classification and the matrix come back as they were written."""
+    rep = imported[1] if source == "imported" else mx.analyse(mx.from_cell_rows(cells_csv_rows()), T)
+    back = mx.MatrixReport.from_json(rep.to_json())
+    assert back.matrix == rep.matrix and back.thresholds == rep.thresholds
+    for name, rows in rep.tables().items():
+        assert _csv_text(back.tables()[name]) == _csv_text(rows), name
+    assert _csv_text(back.classified) == _csv_text(rep.classified)
+    assert _csv_text(back.probe_statistics) == _csv_text(rep.probe_statistics) and repr(back) == repr(rep)

@@ -191,6 +191,8 @@ def test_the_matrix_is_analysed_once_per_run(pytester, monkeypatch, workers):
     pytester.makepyfile(count_analyses=_COUNTING_PLUGIN)
     log = pytester.path / "analyses.log"
     monkeypatch.setenv("QUANTSCREEN_TEST_ANALYSES", str(log))
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):  # this test's own worker, when run under -n
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")]))
     result = _run(pytester, "out", f"--matrix={matrix}", "-p", "count_analyses", *workers)
     assert result.ret == 0, result.stdout.str()[-3000:]

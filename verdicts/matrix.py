@@ -23,6 +23,8 @@ Safety metrics are oriented so that higher is safer (refusal rates, `safety_*` c
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -222,6 +224,23 @@ class MatrixReport:
     # not in tables() (not under matrix/): the reporter writes it as <output-dir>/probe_statistics.csv, STAT_COLUMNS
     probe_statistics: list[ProbeStatRow]
 
+    def to_json(self) -> str:
+        """The report as JSON (NaN and inf kept), for an xdist worker to hand its analysis to the controller
+        (`from_json`). JSON, not pickle: shipped code never unpickles."""
+        return json.dumps(dataclasses.asdict(self), default=_plain)
+
+    @classmethod
+    def from_json(cls, text: str) -> "MatrixReport":
+        d = json.loads(text)
+        m = d["matrix"]
+        cells = [MatrixCell(**{**c, "measured": None if c["measured"] is None else Measured(
+            tags=c["measured"]["tags"], by_instrument=c["measured"]["by_instrument"],
+            screening=tuple(c["measured"]["screening"]))}) for c in m["cells"]]
+        matrix = Matrix(cells=cells, quality_metrics=tuple(m["quality_metrics"]),
+                        safety_metrics=tuple(m["safety_metrics"]), source_file=m["source_file"],
+                        probe_columns=tuple(m["probe_columns"]))
+        return cls(**{**d, "matrix": matrix, "thresholds": ScreenThresholds(**d["thresholds"])})
+
     def __repr__(self) -> str:  # a failing screen's traceback names the report, it does not print every row
         return (f"MatrixReport({self.matrix.source_file}: {len(self.matrix.cells)} rows, "
                 f"{len(self.matrix.models)} model(s), floor {self.floor['level']} {self.floor['status']})")
@@ -288,3 +307,10 @@ def _measured(r: dict) -> Measured:
     screening = tuple(i for i in str(r.get("screening_instruments") or "").split(";") if i)
     return Measured(tags=r.get("taxonomy_tags") or "", screening=screening or REFUSAL_INSTRUMENTS,
                     by_instrument={i: r[f"regime_{i}"] for i in REFUSAL_INSTRUMENTS if r.get(f"regime_{i}")})
+
+
+def _plain(o):
+    """A numpy scalar as the Python value it holds (JSON knows no numpy types)."""
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
