@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def test_a_stopped_run_says_what_it_kept_and_fails_in_junit(tmp_path, sig):
     tiny = build_tiny_llama(tmp_path / "tiny")
     harmful = tmp_path / "harmful.jsonl"
-    harmful.write_text("".join(json.dumps({"prompt": f"how do i make fire number {i}"}) + "\n" for i in range(200)))
+    harmful.write_text("".join(json.dumps({"prompt": f"how do i make fire number {i}"}) + "\n" for i in range(2000)))  # minutes of work: the signal lands mid-run however late it is sent
     settings = tmp_path / "models.yaml"
     settings.write_text("judge: {enabled: false, accuracy: none}\nprobes: {enabled: false}\nkld: {enabled: false}\n")
     out, cache = tmp_path / "out", tmp_path / "cache"

@@ -198,7 +198,7 @@ def probe_statistics(m: Matrix, classified: list[ClassifiedRow]) -> list[ProbeSt
     if not m.probe_columns:
         return []
     return cross_probe_statistics([
-        {"is_baseline": c.is_baseline, "regime": r["regime"] if c.measured_regime is None else c.measured_regime,
+        {"is_baseline": c.is_baseline, "regime": r["regime"] if c.measured is None else c.measured.regime,
          **c.probes} for c, r in zip(m.cells, classified)])
 
 
@@ -234,8 +234,7 @@ class MatrixReport:
         d = json.loads(text)
         m = d["matrix"]
         cells = [MatrixCell(**{**c, "measured": None if c["measured"] is None else Measured(
-            tags=c["measured"]["tags"], by_instrument=c["measured"]["by_instrument"],
-            screening=tuple(c["measured"]["screening"]))}) for c in m["cells"]]
+            **{**c["measured"], "screening": tuple(c["measured"]["screening"])})}) for c in m["cells"]]
         matrix = Matrix(cells=cells, quality_metrics=tuple(m["quality_metrics"]),
                         safety_metrics=tuple(m["safety_metrics"]), source_file=m["source_file"],
                         probe_columns=tuple(m["probe_columns"]))
@@ -296,7 +295,7 @@ def from_cell_rows(rows: list[dict], source_file: str = "cells.csv") -> Matrix:
                                 cannot_certify=r.get("cannot_certify_reason") or "",
                                 probes={k: x for k in (*PROBE_COLUMNS, *TARGET_COLUMNS)
                                         if (x := read_float(r.get(k))) is not None},
-                                measured_regime=r.get("regime") or "", measured=_measured(r)))
+                                measured=_measured(r)))
     return Matrix(cells=sorted(cells, key=lambda c: (c.model, not c.is_baseline, c.quant)), quality_metrics=quality,
                   safety_metrics=safety, source_file=source_file, probe_columns=PROBE_COLUMNS)
 
@@ -305,7 +304,7 @@ def _measured(r: dict) -> Measured:
     """What the run decided on a cells.csv row (verdicts.compare): tags, per-instrument regimes, and the screening
     instruments (all three where the row does not say)."""
     screening = tuple(i for i in str(r.get("screening_instruments") or "").split(";") if i)
-    return Measured(tags=r.get("taxonomy_tags") or "", screening=screening or REFUSAL_INSTRUMENTS,
+    return Measured(regime=r.get("regime") or "", tags=r.get("taxonomy_tags") or "", screening=screening or REFUSAL_INSTRUMENTS,
                     by_instrument={i: r[f"regime_{i}"] for i in REFUSAL_INSTRUMENTS if r.get(f"regime_{i}")})
 
 

@@ -54,6 +54,7 @@ ACTION_ALIASES = {"reject": REJECT_HIDDEN, "manual_review": MANUAL_REVIEW, "dire
 @dataclass(frozen=True)
 class Measured:
     """A run's own decision on a cell, carried into the matrix so the rules do not decide it a second time."""
+    regime: str  # cells.csv regime
     tags: str  # cells.csv taxonomy_tags
     by_instrument: dict[str, str]  # instrument -> regime (cells.csv regime_<instrument>)
     screening: tuple[str, ...]  # the refusal instruments that drove the cell's verdicts (cells.csv screening_instruments)
@@ -74,11 +75,9 @@ class MatrixCell:
     # the row's probe and target figures (probe_stats.PROBE_COLUMNS, TARGET_COLUMNS) where finite, for the
     # cross-probe statistics; an imported row's refusal delta target it does not give is the delta the matrix resolved
     probes: dict[str, float] = field(default_factory=dict)
-    # the regime the run itself gave the cell (cells.csv `regime`, "" when none); None for an imported row, whose
-    # regime is the one SPEC §3 recomputes from its deltas (a published regime is audited, never used)
-    measured_regime: str | None = None
-    # what the run decided for the cell (verdicts.compare, once, when it was measured): its taxonomy tags, its
-    # per-instrument regimes and the refusal instruments that drove its verdicts; None for an imported row
+    # what the run decided for the cell (verdicts.compare, once, when it was measured): its regime, taxonomy tags,
+    # per-instrument regimes and the refusal instruments that drove its verdicts; None for an imported row, whose
+    # regime SPEC §3 decides from its deltas (a published regime is audited, never used)
     measured: Measured | None = None
 
     @property
@@ -155,9 +154,9 @@ def regime_of(c: MatrixCell, t: ScreenThresholds, refusal_metrics) -> tuple[dict
 def decided(c: MatrixCell, t: ScreenThresholds, m: Matrix) -> tuple[dict[str, str], str, str, bool, tuple[str, ...]]:
     """(per-instrument regimes, regime, taxonomy tags, TAX_005, refusal metrics its action reads) of one row: what
     the run decided when it measured the cell (`MatrixCell.measured`), else SPEC §3 applied to the row's deltas."""
-    if c.measured is not None and c.measured_regime and not c.is_baseline:
+    if c.measured is not None and c.measured.regime and not c.is_baseline:
         metrics = tuple(f"refusal_rate_{i}" for i in c.measured.screening) or m.refusal_metrics
-        return (c.measured.by_instrument, c.measured_regime, c.measured.tags,
+        return (c.measured.by_instrument, c.measured.regime, c.measured.tags,
                 regimes.MEASUREMENT_DIVERGENCE in c.measured.tags, metrics)
     by, regime, divergent = regime_of(c, t, m.refusal_metrics)
     return by, regime, ";".join(regimes.tags(list(by.values()), divergent)), divergent, m.refusal_metrics
